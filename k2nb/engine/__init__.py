@@ -1,0 +1,15 @@
+"""The K2-family MoE runtime: config, model, routing, loader, tokenizer, chat format, generation."""
+
+from .config import ModelConfig
+from .errors import CheckpointError, ConfigError, GenerationError, K2nbError, TokenizerError
+from .generate import GenerationResult, GenerationStep, GenerationStream, Session
+from .loader import load_model, save_checkpoint
+from .model import K2Model
+from .routing import route, update_selection_bias
+from .trace import RoutingTrace
+
+__all__ = [
+    "CheckpointError", "ConfigError", "GenerationError", "GenerationResult", "GenerationStep",
+    "GenerationStream", "K2Model", "K2nbError", "ModelConfig", "RoutingTrace", "Session", "load_model",
+    "route", "save_checkpoint", "update_selection_bias",
+]

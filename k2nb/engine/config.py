@@ -1,0 +1,309 @@
+"""The architecture of a K2-family checkpoint, read strictly from its ``config.json``.
+
+One dataclass is the single source of truth for what a model is. Anything k2nb cannot run exactly is a
+``ConfigError`` naming the key, never a silent default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+SUPPORTED_MODEL_TYPES = ("kimi_k2", "deepseek_v3", "deepseek_v2")
+TOPK_METHODS = ("noaux_tc", "greedy", "group_limited_greedy")
+SCORING_FUNCS = ("sigmoid", "softmax")
+
+# Keys every config must state: defaults for these would silently change the architecture.
+_REQUIRED = (
+    "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+    "kv_lora_rank", "qk_nope_head_dim", "qk_rope_head_dim", "v_head_dim",
+)
+# Keys that only matter when the model has MoE layers.
+_REQUIRED_MOE = ("n_routed_experts", "num_experts_per_tok", "moe_intermediate_size")
+
+
+@dataclass(frozen=True)
+class RopeScaling:
+    """YaRN parameters (the only scaling the family uses)."""
+
+    factor: float
+    original_max_position_embeddings: int
+    beta_fast: float = 32.0
+    beta_slow: float = 1.0
+    mscale: float | None = None
+    mscale_all_dim: float | None = None
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Architecture of a DeepSeek-V2/V3 / Kimi-K2 model (names follow the HF config keys)."""
+
+    vocab_size: int
+    hidden_size: int
+    intermediate_size: int
+    num_hidden_layers: int
+    num_attention_heads: int
+    kv_lora_rank: int
+    qk_nope_head_dim: int
+    qk_rope_head_dim: int
+    v_head_dim: int
+    q_lora_rank: int | None = None
+    model_type: str = "kimi_k2"
+    n_routed_experts: int = 0
+    num_experts_per_tok: int = 0
+    moe_intermediate_size: int = 0
+    n_shared_experts: int = 0
+    first_k_dense_replace: int = 0
+    moe_layer_freq: int = 1
+    n_group: int = 1
+    topk_group: int = 1
+    topk_method: str = "noaux_tc"
+    scoring_func: str = "sigmoid"
+    norm_topk_prob: bool = True
+    routed_scaling_factor: float = 1.0
+    rms_norm_eps: float = 1e-6
+    rope_theta: float = 10000.0
+    rope_scaling: RopeScaling | None = None
+    max_position_embeddings: int = 4096
+    tie_word_embeddings: bool = False
+    attention_bias: bool = False
+    bos_token_id: int | None = None
+    eos_token_ids: tuple[int, ...] = ()
+    pad_token_id: int | None = None
+    torch_dtype: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    # ---- derived ------------------------------------------------------------------------------
+    @property
+    def qk_head_dim(self) -> int:
+        return self.qk_nope_head_dim + self.qk_rope_head_dim
+
+    def is_moe_layer(self, i: int) -> bool:
+        return (self.n_routed_experts > 0 and i >= self.first_k_dense_replace
+                and i % self.moe_layer_freq == 0)
+
+    @property
+    def moe_layer_ids(self) -> list[int]:
+        return [i for i in range(self.num_hidden_layers) if self.is_moe_layer(i)]
+
+    @property
+    def softmax_scale(self) -> float:
+        scale = self.qk_head_dim ** -0.5
+        rs = self.rope_scaling
+        if rs is not None and rs.mscale_all_dim:
+            m = yarn_mscale(rs.factor, rs.mscale_all_dim)
+            scale *= m * m
+        return scale
+
+    def kv_cache_bytes_per_token(self, dtype_bytes: int = 2) -> int:
+        """Bytes of the latent cache per token: normalised c_kv + rotated k_pe, every layer."""
+        return (self.kv_lora_rank + self.qk_rope_head_dim) * self.num_hidden_layers * dtype_bytes
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(total, active per token) parameter counts, MTP layers excluded."""
+        d, h = self.hidden_size, self.num_attention_heads
+        q = (d * self.q_lora_rank + self.q_lora_rank + self.q_lora_rank * h * self.qk_head_dim
+             if self.q_lora_rank else d * h * self.qk_head_dim)
+        attn = (q + d * (self.kv_lora_rank + self.qk_rope_head_dim) + self.kv_lora_rank
+                + self.kv_lora_rank * h * (self.qk_nope_head_dim + self.v_head_dim)
+                + h * self.v_head_dim * d)
+        norms = 2 * d
+        dense_mlp = 3 * d * self.intermediate_size
+        expert = 3 * d * self.moe_intermediate_size
+        total = active = 0
+        for i in range(self.num_hidden_layers):
+            base = attn + norms
+            if self.is_moe_layer(i):
+                shared = expert * self.n_shared_experts
+                gate = self.n_routed_experts * d
+                total += base + shared + gate + expert * self.n_routed_experts
+                active += base + shared + gate + expert * self.num_experts_per_tok
+            else:
+                total += base + dense_mlp
+                active += base + dense_mlp
+        emb = self.vocab_size * d
+        head = 0 if self.tie_word_embeddings else self.vocab_size * d
+        total += emb + head + d
+        active += emb + head + d
+        return total, active
+
+    # ---- (de)serialisation ----------------------------------------------------------------------
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> ModelConfig:
+        """Parse an HF config dict. ``source`` names the file in error messages."""
+        def err(msg: str) -> ConfigError:
+            return ConfigError(f"{source}: {msg}")
+
+        mt = d.get("model_type")
+        if mt not in SUPPORTED_MODEL_TYPES:
+            raise err(f"model_type {mt!r} is not supported; k2nb runs {', '.join(SUPPORTED_MODEL_TYPES)}")
+        if d.get("quantization_config"):
+            method = d["quantization_config"].get("quant_method", "?")
+            raise err(f"quantization_config (quant_method {method!r}) cannot be loaded yet; "
+                      "k2nb loads unquantized (bf16/fp16/fp32) checkpoints")
+        n_routed = d.get("n_routed_experts") or 0
+        required = _REQUIRED + (_REQUIRED_MOE if n_routed else ())
+        for key in required:
+            if d.get(key) is None:
+                raise err(f"required key {key!r} is missing")
+
+        def get_int(key: str, default: int | None = None) -> int:
+            v = d.get(key, default)
+            if isinstance(v, bool) or not isinstance(v, int):
+                raise err(f"{key!r} must be an integer, got {v!r}")
+            return v
+
+        def get_num(key: str, default: float) -> float:
+            v = d.get(key, default)
+            if v is None:
+                v = default
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise err(f"{key!r} must be a finite number, got {v!r}")
+            return float(v)
+
+        hidden_act = d.get("hidden_act", "silu")
+        if hidden_act != "silu":
+            raise err(f"hidden_act {hidden_act!r} is not supported; the family uses 'silu'")
+
+        topk_method = d.get("topk_method") or ("noaux_tc" if mt != "deepseek_v2" else "greedy")
+        if topk_method not in TOPK_METHODS:
+            raise err(f"topk_method {topk_method!r} is not supported; expected one of {TOPK_METHODS}")
+        scoring = d.get("scoring_func") or ("sigmoid" if topk_method == "noaux_tc" else "softmax")
+        if scoring not in SCORING_FUNCS:
+            raise err(f"scoring_func {scoring!r} is not supported; expected one of {SCORING_FUNCS}")
+        if topk_method == "noaux_tc" and scoring != "sigmoid":
+            raise err("topk_method 'noaux_tc' requires scoring_func 'sigmoid'")
+
+        n_group = get_int("n_group", 1) if d.get("n_group") is not None else 1
+        topk_group = get_int("topk_group", 1) if d.get("topk_group") is not None else 1
+        top_k = get_int("num_experts_per_tok", 0) if n_routed else 0
+        if n_routed:
+            if n_routed % n_group:
+                raise err(f"n_routed_experts {n_routed} is not divisible by n_group {n_group}")
+            if not 1 <= topk_group <= n_group:
+                raise err(f"topk_group {topk_group} must be between 1 and n_group {n_group}")
+            if not 1 <= top_k <= n_routed:
+                raise err(f"num_experts_per_tok {top_k} must be between 1 and n_routed_experts {n_routed}")
+            if top_k > topk_group * (n_routed // n_group):
+                raise err(f"num_experts_per_tok {top_k} exceeds the experts in the {topk_group} kept groups")
+        q_lora = d.get("q_lora_rank")
+        if q_lora is not None:
+            q_lora = get_int("q_lora_rank")
+
+        rope_scaling = _parse_rope(d, err)
+        rope_theta = d.get("rope_theta")
+        if rope_theta is None and isinstance(d.get("rope_parameters"), dict):
+            rope_theta = d["rope_parameters"].get("rope_theta")
+        eos = d.get("eos_token_id")
+        eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
+
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(
+            vocab_size=get_int("vocab_size"),
+            hidden_size=get_int("hidden_size"),
+            intermediate_size=get_int("intermediate_size"),
+            num_hidden_layers=get_int("num_hidden_layers"),
+            num_attention_heads=get_int("num_attention_heads"),
+            kv_lora_rank=get_int("kv_lora_rank"),
+            qk_nope_head_dim=get_int("qk_nope_head_dim"),
+            qk_rope_head_dim=get_int("qk_rope_head_dim"),
+            v_head_dim=get_int("v_head_dim"),
+            q_lora_rank=q_lora,
+            model_type=mt,
+            n_routed_experts=n_routed,
+            num_experts_per_tok=top_k,
+            moe_intermediate_size=get_int("moe_intermediate_size", 0) if n_routed else 0,
+            n_shared_experts=get_int("n_shared_experts", 0) if d.get("n_shared_experts") else 0,
+            first_k_dense_replace=get_int("first_k_dense_replace", 0),
+            moe_layer_freq=get_int("moe_layer_freq", 1),
+            n_group=n_group,
+            topk_group=topk_group,
+            topk_method=topk_method,
+            scoring_func=scoring,
+            norm_topk_prob=bool(d.get("norm_topk_prob", False)),
+            routed_scaling_factor=get_num("routed_scaling_factor", 1.0),
+            rms_norm_eps=get_num("rms_norm_eps", 1e-6),
+            rope_theta=float(rope_theta) if rope_theta is not None else 10000.0,
+            rope_scaling=rope_scaling,
+            max_position_embeddings=get_int("max_position_embeddings", 4096),
+            tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
+            attention_bias=bool(d.get("attention_bias", False)),
+            bos_token_id=d.get("bos_token_id"),
+            eos_token_ids=eos_ids,
+            pad_token_id=d.get("pad_token_id"),
+            torch_dtype=d.get("torch_dtype") or d.get("dtype"),
+            extra={k: v for k, v in d.items() if k not in known},
+        )
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> ModelConfig:
+        path = Path(path)
+        if path.is_dir():
+            path = path / "config.json"
+        if not path.is_file():
+            raise ConfigError(f"{path}: config.json not found; a checkpoint folder needs one")
+        try:
+            d = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not valid JSON ({e})") from None
+        if not isinstance(d, dict):
+            raise ConfigError(f"{path}: expected a JSON object")
+        return cls.from_dict(d, source=str(path))
+
+    def to_dict(self) -> dict[str, Any]:
+        """An HF-style config dict that ``from_dict`` and transformers both read."""
+        d: dict[str, Any] = {
+            "architectures": ["DeepseekV2ForCausalLM" if self.model_type == "deepseek_v2"
+                              else "DeepseekV3ForCausalLM"],
+        }
+        for f in dataclasses.fields(self):
+            if f.name in ("extra", "rope_scaling", "eos_token_ids"):
+                continue
+            d[f.name] = getattr(self, f.name)
+        d["hidden_act"] = "silu"
+        d["eos_token_id"] = (list(self.eos_token_ids) if len(self.eos_token_ids) != 1
+                             else self.eos_token_ids[0])
+        if self.rope_scaling is not None:
+            d["rope_scaling"] = {"type": "yarn", **dataclasses.asdict(self.rope_scaling)}
+        else:
+            d["rope_scaling"] = None
+        return d
+
+
+def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
+    """YaRN attention temperature correction: 0.1·m·ln f + 1 for f > 1."""
+    return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+def _parse_rope(d: dict[str, Any], err) -> RopeScaling | None:
+    # Older configs say rope_scaling {"type": "yarn", ...}; transformers 5 writes rope_parameters
+    # {"rope_type": "yarn" | "default", "rope_theta": ...}.
+    rs = d.get("rope_scaling")
+    if rs is None and isinstance(d.get("rope_parameters"), dict):
+        rs = d["rope_parameters"]
+    if not rs:
+        return None
+    if not isinstance(rs, dict):
+        raise err(f"rope_scaling must be an object or null, got {rs!r}")
+    kind = rs.get("type") or rs.get("rope_type")
+    if kind in (None, "default"):
+        return None
+    if kind != "yarn":
+        raise err(f"rope_scaling type {kind!r} is not supported; the family uses 'yarn'")
+    for key in ("factor", "original_max_position_embeddings"):
+        if rs.get(key) is None:
+            raise err(f"rope_scaling.{key} is required for yarn")
+    return RopeScaling(
+        factor=float(rs["factor"]),
+        original_max_position_embeddings=int(rs["original_max_position_embeddings"]),
+        beta_fast=float(rs.get("beta_fast") or 32),
+        beta_slow=float(rs.get("beta_slow") or 1),
+        mscale=float(rs["mscale"]) if rs.get("mscale") is not None else None,
+        mscale_all_dim=float(rs["mscale_all_dim"]) if rs.get("mscale_all_dim") is not None else None,
+    )

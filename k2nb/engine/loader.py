@@ -1,0 +1,241 @@
+"""Load (and save) K2-family checkpoints in Hugging Face layout.
+
+The model is built on the meta device (no random weights are ever allocated), every tensor is read
+memory-mapped from safetensors, checked against the config, converted once to the target dtype and
+device, and assigned. Routed experts are stacked per layer while loading. Any problem raises a
+``CheckpointError`` naming the file and the tensor, and nothing half-built is returned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import save_file
+
+from .config import ModelConfig
+from .errors import CheckpointError, K2nbError
+from .model import K2Model
+
+_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
+_EXPERT = re.compile(r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
+_DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+           "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+
+
+def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
+    """float32 on CPU and bfloat16 on CUDA unless asked otherwise."""
+    if dtype is None:
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    if isinstance(dtype, torch.dtype):
+        if dtype not in _DTYPES.values():
+            raise K2nbError(f"dtype {dtype} is not supported; use float32, bfloat16 or float16")
+        return dtype
+    if dtype not in _DTYPES:
+        raise K2nbError(f"dtype {dtype!r} is not supported; use one of {', '.join(sorted(_DTYPES))}")
+    return _DTYPES[dtype]
+
+
+def resolve_device(device: torch.device | str | None) -> torch.device:
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise K2nbError(f"device {device!r} was asked for but CUDA is not available here; use 'cpu'")
+    return dev
+
+
+def _weight_files(folder: Path) -> dict[str, Path]:
+    """Map each tensor name to the safetensors file holding it."""
+    index = folder / "model.safetensors.index.json"
+    single = folder / "model.safetensors"
+    if index.is_file():
+        try:
+            weight_map = json.loads(index.read_text())["weight_map"]
+        except (json.JSONDecodeError, KeyError, TypeError) as e:
+            raise CheckpointError(f"{index}: not a valid safetensors index ({e!r})") from None
+        files = {name: folder / fname for name, fname in weight_map.items()}
+        for f in sorted(set(files.values())):
+            if not f.is_file():
+                raise CheckpointError(f"{f}: shard named in {index.name} is missing")
+        return files
+    if single.is_file():
+        try:
+            with safe_open(single, "pt") as fh:
+                return {name: single for name in fh.keys()}
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{single}: cannot be read as safetensors ({e})") from None
+    shards = sorted(folder.glob("*.safetensors"))
+    if not shards:
+        raise CheckpointError(f"{folder}: no model.safetensors or model.safetensors.index.json found")
+    files = {}
+    for f in shards:
+        try:
+            with safe_open(f, "pt") as fh:
+                files.update({name: f for name in fh.keys()})
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{f}: cannot be read as safetensors ({e})") from None
+    return files
+
+
+def _expected_shapes(model: K2Model) -> dict[str, tuple[int, ...]]:
+    """HF tensor name → shape, derived from the meta-device model (experts unstacked)."""
+    shapes: dict[str, tuple[int, ...]] = {}
+    cfg = model.config
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if name.endswith("experts.w13"):
+            layer = name.split(".")[1]
+            E, two_i, D = t.shape
+            for e in range(E):
+                for proj in ("gate_proj", "up_proj"):
+                    shapes[f"model.layers.{layer}.mlp.experts.{e}.{proj}.weight"] = (two_i // 2, D)
+        elif name.endswith("experts.w2"):
+            layer = name.split(".")[1]
+            E, D, inter = t.shape
+            for e in range(E):
+                shapes[f"model.layers.{layer}.mlp.experts.{e}.down_proj.weight"] = (D, inter)
+        elif name.startswith("lm_head"):
+            shapes[name] = tuple(t.shape)
+        else:
+            shapes["model." + name] = tuple(t.shape)
+    assert cfg is not None
+    return shapes
+
+
+def _is_mtp(name: str, cfg: ModelConfig) -> bool:
+    m = _LAYER.match(name)
+    return m is not None and int(m.group(1)) >= cfg.num_hidden_layers
+
+
+def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
+               dtype: torch.dtype | str | None = None, progress: bool = True,
+               load_tokenizer: bool = True) -> K2Model:
+    """Load a K2-family checkpoint folder (HF layout) onto ``device`` in ``dtype``.
+
+    ``device`` defaults to CUDA when present, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
+    MTP layers (index ≥ num_hidden_layers) are skipped. The folder's tokenizer, when it has one, is
+    attached as ``model.tokenizer``.
+    """
+    folder = Path(path).expanduser()
+    if not folder.is_dir():
+        raise CheckpointError(f"{folder}: checkpoint folder not found")
+    cfg = ModelConfig.from_file(folder / "config.json")
+    dev = resolve_device(device)
+    dt = resolve_dtype(dtype, dev)
+    files = _weight_files(folder)
+
+    with torch.device("meta"):
+        model = K2Model(cfg)
+    expected = _expected_shapes(model)
+    present = {n for n in files if not _is_mtp(n, cfg)}
+    if cfg.tie_word_embeddings:
+        present.discard("lm_head.weight")  # some tied checkpoints still store it
+    missing = sorted(set(expected) - present)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{folder}: tensor {missing[0]!r} is missing from the checkpoint{more}")
+    unexpected = sorted(present - set(expected))
+    if unexpected:
+        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor {unexpected[0]!r} "
+                              f"(not part of a {cfg.model_type} model with this config.json)")
+
+    handles: dict[Path, object] = {}
+    state: dict[str, torch.Tensor] = {}
+    experts: dict[tuple[int, str], list[torch.Tensor | None]] = {}
+    from tqdm.auto import tqdm
+
+    names = sorted(expected)
+    try:
+        for name in tqdm(names, desc=f"loading {folder.name}", unit="tensor", disable=not progress,
+                         leave=False):
+            f = files[name]
+            if f not in handles:
+                try:
+                    handles[f] = safe_open(f, "pt")
+                except (SafetensorError, OSError, ValueError) as e:
+                    raise CheckpointError(f"{f}: cannot be read as safetensors ({e})") from None
+            try:
+                t = handles[f].get_tensor(name)  # type: ignore[attr-defined]
+            except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+                raise CheckpointError(f"{f}: tensor {name!r} cannot be read; the file looks truncated "
+                                      f"or corrupt ({e})") from None
+            if tuple(t.shape) != expected[name]:
+                raise CheckpointError(f"{f}: tensor {name!r} has shape {tuple(t.shape)}, the config "
+                                      f"implies {expected[name]}")
+            keep_f32 = name.endswith(("mlp.gate.weight", "e_score_correction_bias"))
+            t = t.to(device=dev, dtype=torch.float32 if keep_f32 else dt)
+            m = _EXPERT.match(name)
+            if m:
+                layer, e, proj = int(m.group(1)), int(m.group(2)), m.group(3)
+                slot = experts.setdefault((layer, proj), [None] * cfg.n_routed_experts)
+                slot[e] = t
+            elif name == "lm_head.weight":
+                state[name] = t
+            else:
+                state[name[len("model."):]] = t
+        for layer in cfg.moe_layer_ids:
+            gate, up, down = (experts.pop((layer, p)) for p in ("gate_proj", "up_proj", "down_proj"))
+            state[f"layers.{layer}.mlp.experts.w13"] = torch.stack(
+                [torch.cat((g, u)) for g, u in zip(gate, up, strict=True)])  # [E, 2I, D]
+            state[f"layers.{layer}.mlp.experts.w2"] = torch.stack(down)  # [E, D, I]
+            del gate, up, down
+        model.load_state_dict(state, strict=True, assign=True)
+    finally:
+        handles.clear()
+        state.clear()
+    model.eval()
+    model.source = str(folder)
+    if load_tokenizer:
+        model.tokenizer = _maybe_tokenizer(folder)
+    return model
+
+
+def _maybe_tokenizer(folder: Path):
+    if not ((folder / "tokenizer.json").is_file() or (folder / "tiktoken.model").is_file()):
+        return None
+    from .tokenizer import load_tokenizer
+
+    return load_tokenizer(folder)
+
+
+def hf_tensors(model: K2Model) -> Iterator[tuple[str, torch.Tensor]]:
+    """The model's tensors under their HF names, experts unstacked (views, no copies)."""
+    for name, t in model.state_dict().items():
+        if name.endswith("experts.w13"):
+            prefix = "model." + name[: -len("w13")]
+            inter = t.shape[1] // 2
+            for e in range(t.shape[0]):
+                yield f"{prefix}{e}.gate_proj.weight", t[e, :inter]
+                yield f"{prefix}{e}.up_proj.weight", t[e, inter:]
+        elif name.endswith("experts.w2"):
+            prefix = "model." + name[: -len("w2")]
+            for e in range(t.shape[0]):
+                yield f"{prefix}{e}.down_proj.weight", t[e]
+        elif name.startswith("lm_head"):
+            yield name, t
+        else:
+            yield "model." + name, t
+
+
+def save_checkpoint(model: K2Model, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
+    """Write ``config.json`` and ``model.safetensors`` (HF names) that ``load_model`` and transformers
+    read. The router weight and selection bias stay float32."""
+    out = Path(folder)
+    out.mkdir(parents=True, exist_ok=True)
+    tensors = {}
+    for name, t in hf_tensors(model):
+        keep_f32 = name.endswith(("mlp.gate.weight", "e_score_correction_bias"))
+        t = t.detach().to("cpu")
+        if dtype is not None and not keep_f32:
+            t = t.to(dtype)
+        tensors[name] = t.contiguous()
+    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    d = model.config.to_dict()
+    d["torch_dtype"] = str(dtype or model.dtype).removeprefix("torch.")
+    (out / "config.json").write_text(json.dumps(d, indent=2) + "\n")
+    return out

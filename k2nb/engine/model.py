@@ -1,0 +1,310 @@
+"""The K2 / DeepSeek-V3 architecture: MLA attention over a latent cache, dense and MoE MLPs.
+
+Shapes: B batch, T new tokens, S tokens in the cache (prefix + new), D hidden, H heads,
+dn / dr / dv the nope / rope / value head dims, R kv_lora_rank, E routed experts, k experts per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .cache import LatentCache
+from .config import ModelConfig
+from .rope import apply_rope, inv_frequencies, rope_cos_sin
+from .routing import route
+
+if TYPE_CHECKING:
+    from .generate import GenerationResult, GenerationStream, Session
+
+# Routing of one forward: per MoE layer (weights [B*T, k] f32, expert ids [B*T, k] int64).
+RoutingRecord = list[tuple[torch.Tensor, torch.Tensor]]
+
+# Tokens at or below this count take the gather path in the MoE (decode); more take the grouped path.
+_GATHER_MAX_TOKENS = 4
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * xf.to(x.dtype)
+
+
+class MLP(nn.Module):
+    """down(silu(gate(x)) · up(x)): the dense layers and the shared experts."""
+
+    def __init__(self, dim: int, inter: int):
+        super().__init__()
+        self.gate_proj = nn.Linear(dim, inter, bias=False)
+        self.up_proj = nn.Linear(dim, inter, bias=False)
+        self.down_proj = nn.Linear(inter, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class MLA(nn.Module):
+    """Multi-head latent attention.
+
+    Keys and values of every head are linear images of one latent per token (c_kv, R dims) plus one
+    shared rope key (k_pe, dr dims). Only those two are cached. A fresh prefill decompresses them
+    (cheaper when T = S); a step over a non-empty cache works in the absorbed form: kv_b's key part is
+    folded into the query and its value part applied after attending over the latents.
+    """
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        H, D = cfg.num_attention_heads, cfg.hidden_size
+        self.n_heads = H
+        bias = cfg.attention_bias
+        if cfg.q_lora_rank:
+            self.q_a_proj = nn.Linear(D, cfg.q_lora_rank, bias=bias)
+            self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, 1e-6)  # fixed eps, as in the reference
+            self.q_b_proj = nn.Linear(cfg.q_lora_rank, H * cfg.qk_head_dim, bias=False)
+        else:
+            self.q_proj = nn.Linear(D, H * cfg.qk_head_dim, bias=False)
+        self.kv_a_proj_with_mqa = nn.Linear(D, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=bias)
+        self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, 1e-6)
+        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = nn.Linear(H * cfg.v_head_dim, D, bias=bias)
+        self.scale = cfg.softmax_scale
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                cache: LatentCache | None, layer: int) -> torch.Tensor:
+        cfg, H = self.cfg, self.n_heads
+        dn, dr, dv, R = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
+        B, T, _ = x.shape
+        q = self.q_b_proj(self.q_a_layernorm(self.q_a_proj(x))) if cfg.q_lora_rank else self.q_proj(x)
+        q = q.view(B, T, H, dn + dr).transpose(1, 2)  # [B, H, T, dn+dr]
+        q_nope, q_pe = q.split([dn, dr], dim=-1)
+        q_pe = apply_rope(q_pe, cos, sin)  # [B, H, T, dr]
+        ckv, kpe = self.kv_a_proj_with_mqa(x).split([R, dr], dim=-1)
+        ckv = self.kv_a_layernorm(ckv)  # [B, T, R]
+        kpe = apply_rope(kpe, cos, sin)  # [B, T, dr]
+
+        if cache is None or cache.length == 0:
+            if cache is not None:
+                cache.write(layer, ckv, kpe)
+            kv = self.kv_b_proj(ckv).view(B, T, H, dn + dv).transpose(1, 2)  # [B, H, T, dn+dv]
+            k_nope, v = kv.split([dn, dv], dim=-1)
+            k = torch.cat((k_nope, kpe[:, None].expand(B, H, T, dr)), dim=-1)  # [B, H, T, dn+dr]
+            o = F.scaled_dot_product_attention(torch.cat((q_nope, q_pe), dim=-1), k, v,
+                                               is_causal=T > 1, scale=self.scale)  # [B, H, T, dv]
+        else:
+            ckv_all, kpe_all = cache.write(layer, ckv, kpe)  # [B, S, R], [B, S, dr]
+            S = ckv_all.shape[1]
+            w = self.kv_b_proj.weight.view(H, dn + dv, R)
+            q_lat = torch.einsum("bhtd,hdr->bhtr", q_nope, w[:, :dn])  # [B, H, T, R]
+            scores = (q_lat @ ckv_all[:, None].transpose(-1, -2)
+                      + q_pe @ kpe_all[:, None].transpose(-1, -2)) * self.scale  # [B, H, T, S]
+            if T > 1:  # token i of the chunk sits at S - T + i and sees keys 0 .. S - T + i
+                visible = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
+                scores = scores.masked_fill(~visible, float("-inf"))
+            p = scores.float().softmax(dim=-1).to(x.dtype)
+            o_lat = p @ ckv_all[:, None]  # [B, H, T, R]
+            o = torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:])  # [B, H, T, dv]
+        return self.o_proj(o.transpose(1, 2).reshape(B, T, H * dv))
+
+
+class Gate(nn.Module):
+    """Router: float32 logits over the routed experts, plus the selection bias of noaux_tc."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(cfg.n_routed_experts, cfg.hidden_size, dtype=torch.float32))
+        if cfg.topk_method == "noaux_tc":
+            self.register_buffer("e_score_correction_bias",
+                                 torch.zeros(cfg.n_routed_experts, dtype=torch.float32))
+        else:
+            self.e_score_correction_bias = None
+
+
+class Experts(nn.Module):
+    """The routed experts, stacked: ``w13 [E, 2I, D]`` (gate rows then up rows), ``w2 [E, D, I]``."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        E, D, I = cfg.n_routed_experts, cfg.hidden_size, cfg.moe_intermediate_size
+        self.w13 = nn.Parameter(torch.empty(E, 2 * I, D))
+        self.w2 = nn.Parameter(torch.empty(E, D, I))
+
+    def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        """x ``[N, D]``, weights / ids ``[N, k]`` → Σ_k w_k · expert_k(x), ``[N, D]``."""
+        N, k = ids.shape
+        if N <= _GATHER_MAX_TOKENS:
+            # Decode: gather the chosen experts' weights on the device; no host sync, no loop.
+            flat = ids.reshape(-1)  # [N*k]
+            xk = x.repeat_interleave(k, dim=0)[:, :, None]  # [N*k, D, 1]
+            g, u = torch.bmm(self.w13[flat], xk).squeeze(-1).chunk(2, dim=-1)  # [N*k, I] each
+            y = torch.bmm(self.w2[flat], (F.silu(g) * u)[:, :, None]).squeeze(-1)  # [N*k, D]
+        else:
+            # Prefill: sort token copies by expert and run each *used* expert once on its rows.
+            flat = ids.reshape(-1)
+            order = flat.argsort(stable=True)  # [N*k]
+            counts = torch.bincount(flat, minlength=self.w13.shape[0]).tolist()  # one sync per layer
+            xs = x[order // k]  # [N*k, D], grouped by expert
+            ys = []
+            start = 0
+            for e, c in enumerate(counts):
+                if c:
+                    g, u = F.linear(xs[start:start + c], self.w13[e]).chunk(2, dim=-1)
+                    ys.append(F.linear(F.silu(g) * u, self.w2[e]))
+                    start += c
+            y = torch.empty_like(xs)
+            y[order] = torch.cat(ys)
+        return (y.view(N, k, -1) * weights[..., None].to(y.dtype)).sum(dim=1)
+
+
+class MoE(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.gate = Gate(cfg)
+        self.experts = Experts(cfg)
+        self.shared_experts = (MLP(cfg.hidden_size, cfg.moe_intermediate_size * cfg.n_shared_experts)
+                               if cfg.n_shared_experts else None)
+        self.expert_load: torch.Tensor | None = None  # [E] tokens per expert, training forwards only
+
+    def forward(self, x: torch.Tensor, record: RoutingRecord | None) -> torch.Tensor:
+        B, T, D = x.shape
+        flat = x.reshape(-1, D)  # [N, D]
+        logits = F.linear(flat.float(), self.gate.weight.float())  # [N, E] float32
+        weights, ids = route(logits, self.gate.e_score_correction_bias, self.cfg)
+        if record is not None:
+            record.append((weights, ids))
+        if self.training:
+            self.expert_load = torch.bincount(ids.reshape(-1), minlength=self.cfg.n_routed_experts).float()
+        out = self.experts(flat, weights, ids)
+        if self.shared_experts is not None:
+            out = out + self.shared_experts(flat)
+        return out.view(B, T, D)
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: ModelConfig, index: int):
+        super().__init__()
+        self.index = index
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = MLA(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp: nn.Module = MoE(cfg) if cfg.is_moe_layer(index) else MLP(cfg.hidden_size,
+                                                                             cfg.intermediate_size)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LatentCache | None,
+                record: RoutingRecord | None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, self.index)
+        h = self.post_attention_layernorm(x)
+        return x + (self.mlp(h, record) if isinstance(self.mlp, MoE) else self.mlp(h))
+
+
+class K2Model(nn.Module):
+    """A K2-family causal LM. Parameter names are the HF names without the ``model.`` prefix, except
+    the routed experts, which are stacked per layer (``layers.L.mlp.experts.w13`` / ``w2``)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size,
+                                                                       bias=False)
+        self.tokenizer: Any = None  # set by the loader when the folder has one
+        self.source: str | None = None  # the folder it was loaded from
+        self._inv_freq, self._rope_magnitude = inv_frequencies(cfg)
+        self._rope: tuple[torch.Tensor, torch.Tensor] | None = None  # cos, sin [P, dr/2]
+
+    # ---- plumbing -----------------------------------------------------------------------------
+    @property
+    def device(self) -> torch.device:
+        return self.embed_tokens.weight.device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.embed_tokens.weight.dtype
+
+    def moe_layers(self) -> list[MoE]:
+        return [layer.mlp for layer in self.layers if isinstance(layer.mlp, MoE)]
+
+    def _cos_sin(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos / sin ``[end - start, dr/2]`` from a table grown by doubling."""
+        if (self._rope is None or self._rope[0].shape[0] < end or self._rope[0].device != self.device
+                or self._rope[0].dtype != self.dtype):
+            size = max(end, 2 * (self._rope[0].shape[0] if self._rope is not None else 256))
+            pos = torch.arange(size, device=self.device)
+            self._rope = rope_cos_sin(self._inv_freq.to(self.device), self._rope_magnitude, pos, self.dtype)
+        return self._rope[0][start:end], self._rope[1][start:end]
+
+    # ---- forward ------------------------------------------------------------------------------
+    def forward(self, input_ids: torch.Tensor, cache: LatentCache | None = None,
+                record: RoutingRecord | None = None, last_only: bool = False) -> torch.Tensor:
+        """input_ids ``[B, T]`` → logits ``[B, T, vocab]`` float32 (``[B, 1, vocab]`` if last_only).
+
+        With a cache, the tokens continue the ``cache.length`` cached ones, which then grow by T.
+        """
+        B, T = input_ids.shape
+        start = cache.length if cache is not None else 0
+        if cache is not None:
+            cache.reserve(start + T)
+        cos, sin = self._cos_sin(start, start + T)
+        x = self.embed_tokens(input_ids)  # [B, T, D]
+        for layer in self.layers:
+            x = layer(x, cos, sin, cache, record)
+        if cache is not None:
+            cache.commit(T)
+        if last_only:
+            x = x[:, -1:]
+        x = self.norm(x)
+        head = self.lm_head.weight if self.lm_head is not None else self.embed_tokens.weight
+        return F.linear(x, head).float()
+
+    @torch.inference_mode()
+    def logits(self, input_ids: torch.Tensor | list[int]) -> torch.Tensor:
+        """Logits ``[B, T, vocab]`` (float32) of whole sequences, no cache."""
+        ids = torch.as_tensor(input_ids, device=self.device)
+        if ids.dim() == 1:
+            ids = ids[None]
+        return self(ids)
+
+    # ---- generation (k2nb.engine.generate holds the loop) -----------------------------------------
+    def new_cache(self, capacity: int = 256, batch: int = 1) -> LatentCache:
+        return LatentCache(self.config, batch, capacity, self.device, self.dtype)
+
+    def session(self) -> Session:
+        """A conversation's cache, extended on its cached prefix by each ``generate_stream`` call."""
+        from .generate import Session
+
+        return Session(self)
+
+    def generate_stream(self, input_ids: Any, max_new_tokens: int = 256, **options: Any) -> GenerationStream:
+        """Stream ``GenerationStep`` s; after the loop, ``stream.result`` holds ids, routing, finish reason.
+        Options: temperature, top_k, top_p, seed, stop_ids, cancel, capture_routing."""
+        return self.session().generate_stream(input_ids, max_new_tokens, **options)
+
+    def generate(self, input_ids: Any, max_new_tokens: int = 256, temperature: float = 0.0,
+                 **options: Any) -> GenerationResult:
+        """Generate up to ``max_new_tokens`` tokens; returns ids, a ``RoutingTrace`` and why it stopped."""
+        stream = self.generate_stream(input_ids, max_new_tokens, temperature=temperature, **options)
+        for _ in stream:
+            pass
+        return stream.result
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def named_hf_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
+        """This model's weights under their HF checkpoint names (experts unstacked)."""
+        from .loader import hf_tensors
+
+        return hf_tensors(self)
