@@ -1,0 +1,1129 @@
+"""The k2-nano curriculum: seeded problem families rendered as complete K2 tool-loop conversations.
+
+Every problem is a *recipe* — a question template, number slots and code templates — that is turned
+into OpenAI-style message dicts (see docs/architecture.md) by actually running the code:
+
+    user question → assistant {plan, python call} → tool (real output)
+                  → assistant {verification plan, second python call} → tool (real output)
+                  → assistant {brief reasoning, final answer restating the tool result}
+
+The model is a few M parameters, so the text is short and regular on purpose: numbers in code are
+copied verbatim from the question, floats are always printed through ``round(..., 2)``, code uses
+single quotes (no JSON escaping) and the answer sentence is "The answer is {output}{unit}.". Phrasings
+vary a lot (templates × names × items × prefixes) so that the model has to read the question rather
+than memorise it.
+
+Held-out split (``split="heldout"``): the last phrasing templates of every sub-family are reserved for
+it, number tuples are assigned to one split by a stable hash, and a few (statistic, operation) pairs of
+the "combo" family never appear in training.
+
+Variants teach recovery: a first call with a misspelled name (NameError, run for real) followed by the
+fixed call; a first call with a mis-copied number whose verification disagrees, followed by a
+recomputation; a DataFrame column guessed wrong (KeyError) followed by an inspection; and multi-turn
+follow-ups ("What if it were 45 instead of 37?"). Assistant messages that contain a deliberate mistake
+are listed in ``Problem.no_loss`` so that training never teaches the mistake itself.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import json
+import math
+import random
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+PYTHON_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "python",
+        "description": "Run Python code in the notebook kernel and return what it prints.",
+        "parameters": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "Python code to run."}},
+            "required": ["code"],
+        },
+    },
+}
+TOOLS: list[dict[str, Any]] = [PYTHON_TOOL]
+
+# A share of conversations carries one of these; the rest get the template's default system prompt.
+SYSTEM_PROMPTS = [
+    "You are a careful assistant. Use the python tool and check your work.",
+    "You are a helpful assistant with a Python tool.",
+    "Solve the task with Python. Verify before you answer.",
+    "You are k2-nano, a small model that thinks, runs Python and verifies.",
+    "Answer briefly. Use Python for every calculation.",
+]
+
+FAMILIES = (
+    "arithmetic",
+    "percent",
+    "interest",
+    "units",
+    "dates",
+    "stats",
+    "strings",
+    "data",
+    "combo",
+)
+
+NAMES = [
+    "Ana", "Ben", "Cleo", "Dev", "Eva", "Finn", "Gus", "Hana", "Ivan", "Jade", "Kai", "Lena", "Milo",
+    "Nora", "Omar", "Pia", "Quinn", "Rosa", "Sam", "Tara", "Uma", "Vik", "Wen", "Yara", "Zoe", "Leo",
+]
+ITEMS = [
+    "apple", "book", "pencil", "marble", "card", "egg", "cookie", "sticker", "coin", "shell", "stamp",
+    "ticket", "cup", "plate", "toy", "candle", "lemon", "brick", "bolt", "button",
+]
+PREFIXES = ["", "", "", "Quick question: ", "Please help. ", "Hi! ", "Can you solve this? ", "Task: "]
+SUFFIXES = ["", "", "", " Use Python.", " Please check your answer.", " Show the result.", " Thanks!"]
+WORDS = [
+    "python", "kernel", "matrix", "banana", "rocket", "garden", "silver", "planet", "window", "orange",
+    "tensor", "expert", "router", "notebook", "thunder", "river", "mountain", "pencil", "lantern",
+    "harbor", "coffee", "yellow", "dragon", "winter", "summer", "bottle", "castle", "spider",
+]
+
+
+@dataclass(slots=True)
+class Step:
+    """One tool call: a reasoning text and code, both ``str.format`` templates over the slots (and
+    ``{out}``, the main step's output, in verification steps)."""
+
+    think: str
+    code: str
+    role: str = "main"  # "inspect" | "main" | "verify"
+
+
+@dataclass(slots=True)
+class Recipe:
+    """A problem before it is run: templates plus the values that fill them."""
+
+    family: str
+    kind: str  # sub-family, e.g. "arithmetic.buy"
+    question: str  # template over slots
+    slots: dict[str, str]
+    steps: list[Step]
+    final_think: str
+    unit: str = ""
+    setup: str = ""  # code run in the namespace before the conversation (the user's data)
+    numeric_slots: tuple[str, ...] = ()  # slots a follow-up may change
+
+
+@dataclass(slots=True)
+class Problem:
+    """A generated problem: the full conversation and what evaluation needs."""
+
+    family: str
+    kind: str
+    variant: str  # "plain" | "typo" | "miscopy" | "wrong_column" | "followup"
+    split: str
+    question: str  # the last user message
+    setup: str
+    answer: float | int | str
+    messages: list[dict[str, Any]]
+    no_loss: list[int] = field(default_factory=list)  # message indices not to train on
+
+    @property
+    def prompt_messages(self) -> list[dict[str, Any]]:
+        """Everything up to and including the last user message: what a model is asked."""
+        last_user = max(i for i, m in enumerate(self.messages) if m["role"] == "user")
+        return self.messages[: last_user + 1]
+
+
+# ---------------------------------------------------------------------------------------------
+# Running code the way the ``python`` tool does.
+
+
+def run_python(code: str, namespace: dict[str, Any]) -> str:
+    """Run ``code`` in ``namespace`` and return what a notebook cell shows: stdout, then the repr of a
+    trailing expression; an exception becomes its last traceback line ("NameError: name 'x' is not
+    defined"), which is all a small model needs and keeps observations short."""
+    import ast
+
+    buf = io.StringIO()
+    try:
+        tree = ast.parse(code, mode="exec")
+        last_expr = None
+        if tree.body and isinstance(tree.body[-1], ast.Expr):
+            last_expr = ast.Expression(tree.body.pop().value)
+        with contextlib.redirect_stdout(buf):
+            exec(compile(tree, "<cell>", "exec"), namespace)
+            if last_expr is not None:
+                value = eval(compile(last_expr, "<cell>", "eval"), namespace)
+                if value is not None:
+                    print(repr(value))
+    except Exception as exc:  # noqa: BLE001 - any error is an observation, as in a notebook
+        text = buf.getvalue()
+        return (text + f"{type(exc).__name__}: {exc}").strip()
+    return buf.getvalue().strip()
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers for sampling.
+
+
+def _stable_bucket(values: tuple[Any, ...]) -> int:
+    digest = hashlib.blake2b(repr(values).encode(), digest_size=4).digest()
+    return int.from_bytes(digest, "big") % 8
+
+
+def _numbers_in_split(values: tuple[Any, ...], split: str) -> bool:
+    # One bucket in eight of number tuples is held out; training never sees those exact tuples.
+    return (_stable_bucket(values) == 0) == (split == "heldout")
+
+
+def _phrasing(rng: random.Random, split: str, templates: list[str], n_heldout: int = 1) -> str:
+    """Pick a phrasing; the last ``n_heldout`` templates of each list are held-out only."""
+    pool = templates[-n_heldout:] if split == "heldout" else templates[:-n_heldout]
+    return rng.choice(pool)
+
+
+def _money(rng: random.Random, lo: int, hi: int) -> str:
+    if rng.random() < 0.5:
+        return str(rng.randint(lo, hi))
+    return f"{rng.randint(lo, hi)}.{rng.randint(1, 99):02d}".rstrip("0")
+
+
+def _dec(rng: random.Random, lo: int, hi: int, p_int: float = 0.5) -> str:
+    if rng.random() < p_int:
+        return str(rng.randint(lo, hi))
+    return f"{rng.randint(lo, hi)}.{rng.randint(1, 9)}"
+
+
+def _intlist(rng: random.Random, n_lo: int = 4, n_hi: int = 7, lo: int = 1, hi: int = 99) -> str:
+    return "[" + ", ".join(str(rng.randint(lo, hi)) for _ in range(rng.randint(n_lo, n_hi))) + "]"
+
+
+def _date(rng: random.Random, y_lo: int = 2019, y_hi: int = 2026) -> str:
+    import datetime
+
+    d = datetime.date(rng.randint(y_lo, y_hi), 1, 1) + datetime.timedelta(days=rng.randint(0, 364))
+    return d.isoformat()
+
+
+# ---------------------------------------------------------------------------------------------
+# Families. Each returns a Recipe; ``split`` picks phrasings (and, in "combo", the allowed pairs).
+
+_ARITH = {
+    "buy": (
+        [
+            "{name} has {a} {item}s and buys {b} packs of {c}. How many {item}s does {name} have now?",
+            "{name} starts with {a} {item}s, then gets {b} boxes with {c} {item}s each. How many in total?",
+            "There are {a} {item}s. {b} more bags arrive, each with {c} {item}s. How many {item}s now?",
+            "A shop has {a} {item}s and receives {b} crates of {c}. Total {item}s?",
+            "Add {b} groups of {c} {item}s to {a} {item}s. How many {item}s is that?",
+            "{name} owns {a} {item}s. After buying {b} sets of {c}, how many does {name} own?",
+            "If {name} had {a} {item}s and then got {b} packets holding {c} each, what is the total?",
+        ],
+        "Total = {a} + {b} * {c}.",
+        "print({a} + {b} * {c})",
+        "Check by adding the packs one at a time.",
+        "t = {a}\nfor _ in range({b}):\n    t += {c}\nprint(t)",
+        " {item}s",
+    ),
+    "spend": (
+        [
+            "{name} had {a} dollars, spent {b} on food and {c} on books. How much is left?",
+            "A wallet holds {a} dollars. {name} pays {b} and then {c}. What remains?",
+            "{name} earns {a} dollars and spends {b} and {c}. How much money is left?",
+            "Start with {a} dollars, subtract {b} and {c}. What is left?",
+            "From a budget of {a} dollars, {name} uses {b} for rent and {c} for travel. What is left?",
+            "{name} had {a} dollars. Two bills cost {b} and {c}. How much does {name} keep?",
+            "After paying {b} and {c} out of {a} dollars, how many dollars remain?",
+        ],
+        "Left = {a} - {b} - {c}.",
+        "print(round({a} - {b} - {c}, 2))",
+        "Check: subtract the sum of both costs.",
+        "print(round({a} - ({b} + {c}), 2))",
+        " dollars",
+    ),
+    "bags": (
+        [
+            "{a} {item}s are packed into bags of {b}. How many full bags are there?",
+            "{name} puts {a} {item}s into boxes of {b}. How many boxes are full?",
+            "How many full packs of {b} can be made from {a} {item}s?",
+            "A machine fills trays of {b} {item}s from {a} {item}s. How many full trays?",
+            "Split {a} {item}s into groups of {b}. How many complete groups?",
+            "With {a} {item}s and bags that hold {b}, how many bags can {name} fill completely?",
+        ],
+        "Full bags = {a} // {b}.",
+        "print({a} // {b})",
+        "Check that {out} bags fit and one more does not.",
+        "print({out} * {b} <= {a} < ({out} + 1) * {b})",
+        " bags",
+    ),
+    "rate": (
+        [
+            "A car drives {a} km per hour for {b} hours. How far does it go?",
+            "{name} walks {a} km each hour for {b} hours. What distance is covered?",
+            "A train moves at {a} km per hour. How many km in {b} hours?",
+            "At {a} km per hour, how far does {name} travel in {b} hours?",
+            "A cyclist keeps {a} km per hour for {b} hours. Distance?",
+            "Going {a} km every hour, how many km does a bus cover in {b} hours?",
+        ],
+        "Distance = {a} * {b}.",
+        "print(round({a} * {b}, 2))",
+        "Check by dividing the distance by the time.",
+        "print(round({out} / {b}, 2) == {a})",
+        " km",
+    ),
+}
+
+
+def _arithmetic(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_ARITH))
+    templates, plan, code, vplan, vcode, unit = _ARITH[kind]
+    while True:
+        if kind == "buy":
+            a, b, c = str(rng.randint(2, 500)), str(rng.randint(2, 12)), str(rng.randint(2, 60))
+        elif kind == "spend":
+            a = str(rng.randint(100, 2000))
+            b, c = _money(rng, 5, 60), _money(rng, 5, 40)
+        elif kind == "bags":
+            b = str(rng.randint(3, 25))
+            a = str(rng.randint(int(b) * 2, 999))
+            c = ""
+        else:
+            a, b, c = _dec(rng, 3, 120), str(rng.randint(2, 9)), ""
+        if _numbers_in_split((kind, a, b, c), split):
+            break
+    if kind == "rate" and "." in a:
+        # round(a*b, 2)/b may not round-trip exactly for decimals; keep the check honest.
+        vcode = "print(abs({out} / {b} - {a}) < 0.01)"
+    slots = {"a": a, "b": b, "c": c, "name": rng.choice(NAMES), "item": rng.choice(ITEMS)}
+    return Recipe(
+        "arithmetic", f"arithmetic.{kind}", _phrasing(rng, split, templates, 2), slots,
+        [Step(plan, code), Step(vplan, vcode, "verify")], "", unit, numeric_slots=("a", "b"),
+    )
+
+
+_PERCENT = {
+    "of": (
+        [
+            "What is {p}% of {x}?",
+            "Compute {p} percent of {x}.",
+            "How much is {p}% of {x}?",
+            "Find {p}% of {x}.",
+            "{name} wants {p}% of {x}. What is it?",
+            "Take {p} percent of {x}. What do you get?",
+        ],
+        "Part = {x} * {p} / 100.",
+        "print(round({x} * {p} / 100, 2))",
+        "Check with the fraction {p} / 100 first.",
+        "f = {p} / 100\nprint(round(f * {x}, 2))",
+        "",
+    ),
+    "discount": (
+        [
+            "A {item} costs {x} dollars and is {p}% off. What is the sale price?",
+            "{name} buys a {item} priced {x} dollars with a {p}% discount. What does {name} pay?",
+            "The price {x} dollars is cut by {p}%. New price?",
+            "With {p}% off, how much is a {item} that normally costs {x} dollars?",
+            "A shop takes {p}% off a {x} dollar {item}. What is the final price?",
+            "What do you pay for a {x} dollar {item} at {p}% off?",
+        ],
+        "Price = {x} * (1 - {p} / 100).",
+        "print(round({x} * (1 - {p} / 100), 2))",
+        "Check: subtract the discount amount.",
+        "print(round({x} - {x} * {p} / 100, 2))",
+        " dollars",
+    ),
+    "change": (
+        [
+            "A price went from {x} to {y}. What is the percent change?",
+            "Sales rose from {x} to {y}. By what percent did they change?",
+            "{name}'s score moved from {x} to {y}. Percent change?",
+            "What is the percent change from {x} to {y}?",
+            "A value changes from {x} to {y}. How many percent is that?",
+            "Going from {x} to {y}, what is the change in percent?",
+        ],
+        "Change = ({y} - {x}) / {x} * 100.",
+        "print(round(({y} - {x}) / {x} * 100, 2))",
+        "Check with the ratio {y} / {x}.",
+        "print(round(({y} / {x} - 1) * 100, 2))",
+        "%",
+    ),
+}
+
+
+def _percent(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_PERCENT))
+    templates, plan, code, vplan, vcode, unit = _PERCENT[kind]
+    while True:
+        p = str(rng.choice([5, 10, 12, 15, 20, 25, 30, 35, 40, 45, 50, 60, 75]) + rng.choice([0, 0, 0, 3]))
+        x = _money(rng, 10, 900) if kind != "change" else str(rng.randint(20, 900))
+        y = str(rng.randint(10, 1200)) if kind == "change" else ""
+        if _numbers_in_split((kind, p, x, y), split):
+            break
+    slots = {"p": p, "x": x, "y": y, "name": rng.choice(NAMES), "item": rng.choice(ITEMS)}
+    return Recipe(
+        "percent", f"percent.{kind}", _phrasing(rng, split, templates, 2), slots,
+        [Step(plan, code), Step(vplan, vcode, "verify")], "", unit, numeric_slots=("p", "x"),
+    )
+
+
+_INTEREST_Q = {
+    "yearly": [
+        "{name} invests {p} dollars at {r}% per year, compounded yearly, for {n} years. Final amount?",
+        "How much do {p} dollars grow to in {n} years at {r}% yearly compound interest?",
+        "A deposit of {p} dollars earns {r}% a year, compounded annually. Balance after {n} years?",
+        "Compound {p} dollars at {r}% per year for {n} years. What is the total?",
+        "What is {p} dollars worth after {n} years at {r}% interest compounded every year?",
+        "{p} dollars are saved at {r}% yearly interest for {n} years. Final balance?",
+    ],
+    "monthly": [
+        "{name} saves {p} dollars at {r}% a year, compounded monthly, for {n} years. Final amount?",
+        "How much do {p} dollars become after {n} years at {r}% yearly rate compounded monthly?",
+        "A loan of {p} dollars grows at {r}% per year, compounded each month, for {n} years. Amount owed?",
+        "Compound {p} dollars monthly at {r}% annual rate for {n} years. Total?",
+        "What is the balance of {p} dollars after {n} years at {r}% compounded monthly?",
+    ],
+    "earned": [
+        "{name} banks {p} dollars at {r}% yearly compound interest. How much interest after {n} years?",
+        "How much interest do {p} dollars earn in {n} years at {r}% compounded yearly?",
+        "Interest earned on {p} dollars at {r}% per year, compounded annually, over {n} years?",
+        "What interest does a {p} dollar deposit make in {n} years at {r}% yearly compounding?",
+        "Over {n} years at {r}% compounded yearly, how much interest do {p} dollars earn?",
+    ],
+}
+
+
+def _interest(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_INTEREST_Q))
+    while True:
+        p = str(rng.choice([100, 200, 250, 500, 750, 800, 1000, 1200, 1500, 2000, 2500, 3000, 5000]))
+        p = str(int(p) + rng.choice([0, 0, 0, rng.randint(1, 99)]))
+        r, n = _dec(rng, 1, 12, 0.6), str(rng.randint(2, 15))
+        if _numbers_in_split((kind, p, r, n), split):
+            break
+    if kind == "yearly":
+        steps = [
+            Step("Amount = {p} * (1 + {r} / 100) ** {n}.", "print(round({p} * (1 + {r} / 100) ** {n}, 2))"),
+            Step("Check with a loop over the {n} years.",
+                 "a = {p}\nfor _ in range({n}):\n    a *= 1 + {r} / 100\nprint(round(a, 2))", "verify"),
+        ]
+    elif kind == "monthly":
+        steps = [
+            Step("Amount = {p} * (1 + {r} / 100 / 12) ** (12 * {n}).",
+                 "print(round({p} * (1 + {r} / 100 / 12) ** (12 * {n}), 2))"),
+            Step("Check with a loop over the months.",
+                 "a = {p}\nfor _ in range(12 * {n}):\n    a *= 1 + {r} / 1200\nprint(round(a, 2))", "verify"),
+        ]
+    else:
+        steps = [
+            Step("Interest = {p} * (1 + {r} / 100) ** {n} - {p}.",
+                 "print(round({p} * (1 + {r} / 100) ** {n} - {p}, 2))"),
+            Step("Check with a loop, then subtract {p}.",
+                 "a = {p}\nfor _ in range({n}):\n    a *= 1 + {r} / 100\nprint(round(a - {p}, 2))", "verify"),
+        ]
+    slots = {"p": p, "r": r, "n": n, "name": rng.choice(NAMES)}
+    return Recipe("interest", f"interest.{kind}", _phrasing(rng, split, _INTEREST_Q[kind]), slots, steps,
+                  "", " dollars", numeric_slots=("p", "r", "n"))
+
+
+# (from unit, to unit, code expression over {x}, inverse check over {out})
+_UNITS = [
+    ("km", "miles", "{x} / 1.609344", "{out} * 1.609344"),
+    ("miles", "km", "{x} * 1.609344", "{out} / 1.609344"),
+    ("kg", "pounds", "{x} * 2.20462", "{out} / 2.20462"),
+    ("pounds", "kg", "{x} / 2.20462", "{out} * 2.20462"),
+    ("Celsius", "Fahrenheit", "{x} * 9 / 5 + 32", "({out} - 32) * 5 / 9"),
+    ("Fahrenheit", "Celsius", "({x} - 32) * 5 / 9", "{out} * 9 / 5 + 32"),
+    ("inches", "cm", "{x} * 2.54", "{out} / 2.54"),
+    ("cm", "inches", "{x} / 2.54", "{out} * 2.54"),
+    ("liters", "gallons", "{x} / 3.78541", "{out} * 3.78541"),
+    ("gallons", "liters", "{x} * 3.78541", "{out} / 3.78541"),
+    ("hours", "minutes", "{x} * 60", "{out} / 60"),
+    ("minutes", "seconds", "{x} * 60", "{out} / 60"),
+]
+_UNITS_Q = [
+    "Convert {x} {src} to {dst}.",
+    "How many {dst} is {x} {src}?",
+    "What is {x} {src} in {dst}?",
+    "{name} has {x} {src}. How much is that in {dst}?",
+    "Change {x} {src} into {dst}.",
+    "Express {x} {src} in {dst}.",
+    "{x} {src} equals how many {dst}?",
+    "I measured {x} {src}. What is it in {dst}?",
+]
+
+
+def _units(rng: random.Random, split: str) -> Recipe:
+    src, dst, expr, inverse = rng.choice(_UNITS)
+    while True:
+        x = _dec(rng, 1, 400, 0.6)
+        if _numbers_in_split((src, dst, x), split):
+            break
+    steps = [
+        Step(f"{dst.capitalize()} = {expr}.", f"print(round({expr}, 2))"),
+        Step("Check by converting back.", f"print(abs({inverse} - {{x}}) < 0.05)", "verify"),
+    ]
+    slots = {"x": x, "src": src, "dst": dst, "name": rng.choice(NAMES)}
+    unit = "%" if dst == "%" else f" {dst}"
+    return Recipe("units", f"units.{src}-{dst}", _phrasing(rng, split, _UNITS_Q, 2), slots, steps, "", unit,
+                  numeric_slots=("x",))
+
+
+_DATES = {
+    "between": (
+        [
+            "How many days are there from {d1} to {d2}?",
+            "Count the days between {d1} and {d2}.",
+            "{name} travels from {d1} until {d2}. How many days is that?",
+            "What is the number of days from {d1} to {d2}?",
+            "A project runs from {d1} to {d2}. How many days long is it?",
+            "How many days separate {d1} and {d2}?",
+        ],
+        [
+            Step("Days = date {d2} minus date {d1}.",
+                 "from datetime import date\n"
+                 "print((date.fromisoformat('{d2}') - date.fromisoformat('{d1}')).days)"),
+            Step("Check: {d1} plus {out} days should be {d2}.",
+                 "from datetime import timedelta\n"
+                 "print(date.fromisoformat('{d1}') + timedelta(days={out}) == date.fromisoformat('{d2}'))",
+                 "verify"),
+        ],
+        " days",
+    ),
+    "after": (
+        [
+            "What date is {n} days after {d1}?",
+            "Add {n} days to {d1}. Which date is it?",
+            "{name} starts on {d1}. What is the date {n} days later?",
+            "Which date comes {n} days after {d1}?",
+            "A trial begins {d1} and lasts {n} days. On what date does it end?",
+            "Give the date {n} days past {d1}.",
+        ],
+        [
+            Step("Date = {d1} + {n} days.",
+                 "from datetime import date, timedelta\n"
+                 "print(date.fromisoformat('{d1}') + timedelta(days={n}))"),
+            Step("Check: from {d1} to {out} should be {n} days.",
+                 "print((date.fromisoformat('{out}') - date.fromisoformat('{d1}')).days == {n})", "verify"),
+        ],
+        "",
+    ),
+    "weekday": (
+        [
+            "What day of the week is {d1}?",
+            "Which weekday was {d1}?",
+            "{name} was born on {d1}. What day of the week was that?",
+            "On which weekday does {d1} fall?",
+            "Tell me the weekday of {d1}.",
+            "Was {d1} a Monday, a Friday, or another day?",
+        ],
+        [
+            Step("Use strftime('%A') on {d1}.",
+                 "from datetime import date\nprint(date.fromisoformat('{d1}').strftime('%A'))"),
+            Step("Check with weekday(): Monday is 0.",
+                 "print(['Monday', 'Tuesday', 'Wednesday', 'Thursday', 'Friday', 'Saturday', 'Sunday']"
+                 "[date.fromisoformat('{d1}').weekday()])", "verify"),
+        ],
+        "",
+    ),
+    "minutes": (
+        [
+            "How many minutes are in {h} hours and {m} minutes?",
+            "Convert {h} h {m} min to minutes.",
+            "{name} worked {h} hours and {m} minutes. How many minutes is that?",
+            "A film lasts {h} hours {m} minutes. Length in minutes?",
+            "What is {h} hours plus {m} minutes in minutes?",
+            "Express {h} hours and {m} minutes as minutes.",
+        ],
+        [
+            Step("Minutes = {h} * 60 + {m}.", "print({h} * 60 + {m})"),
+            Step("Check with timedelta.",
+                 "from datetime import timedelta\n"
+                 "print(int(timedelta(hours={h}, minutes={m}).total_seconds() // 60))",
+                 "verify"),
+        ],
+        " minutes",
+    ),
+}
+
+
+def _dates(rng: random.Random, split: str) -> Recipe:
+    import datetime
+
+    kind = rng.choice(list(_DATES))
+    templates, steps, unit = _DATES[kind]
+    while True:
+        d1 = _date(rng)
+        d2 = (datetime.date.fromisoformat(d1) + datetime.timedelta(days=rng.randint(3, 900))).isoformat()
+        n, h, m = str(rng.randint(2, 400)), str(rng.randint(1, 23)), str(rng.randint(1, 59))
+        key = {"between": (d1, d2), "after": (d1, n), "weekday": (d1,), "minutes": (h, m)}[kind]
+        if _numbers_in_split((kind, *key), split):
+            break
+    slots = {"d1": d1, "d2": d2, "n": n, "h": h, "m": m, "name": rng.choice(NAMES)}
+    numeric = {"after": ("n",), "minutes": ("h", "m")}.get(kind, ())
+    return Recipe("dates", f"dates.{kind}", _phrasing(rng, split, templates, 2), slots, list(steps), "", unit,
+                  numeric_slots=numeric)
+
+
+_STATS = {
+    # name: (phrase, main code, verification code)
+    "mean": ("mean", "print(round(statistics.mean(xs), 2))", "print(round(sum(xs) / len(xs), 2))"),
+    "median": ("median", "print(statistics.median(xs))", "s = sorted(xs)\nn = len(s)\n"
+               "print(s[n // 2] if n % 2 else (s[n // 2 - 1] + s[n // 2]) / 2)"),
+    "range": ("range (max minus min)", "print(max(xs) - min(xs))", "s = sorted(xs)\nprint(s[-1] - s[0])"),
+    "sum": ("sum", "print(sum(xs))", "t = 0\nfor v in xs:\n    t += v\nprint(t)"),
+    "stdev": ("population standard deviation", "print(round(statistics.pstdev(xs), 2))",
+              "m = sum(xs) / len(xs)\nprint(round((sum((v - m) ** 2 for v in xs) / len(xs)) ** 0.5, 2))"),
+    "above": ("count of values above {k}", "print(sum(1 for v in xs if v > {k}))",
+              "print(len([v for v in xs if v > {k}]))"),
+}
+_STATS_Q = [
+    "What is the {stat} of {xs}?",
+    "Find the {stat} of the list {xs}.",
+    "Compute the {stat} of these numbers: {xs}.",
+    "{name} recorded {xs}. What is the {stat}?",
+    "Here are some scores: {xs}. Give the {stat}.",
+    "Given {xs}, what is the {stat}?",
+    "The data is {xs}. Report the {stat}.",
+    "For the values {xs}, what is the {stat}?",
+]
+
+
+def _stats(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_STATS))
+    phrase, code, vcode = _STATS[kind]
+    while True:
+        xs, k = _intlist(rng), str(rng.randint(10, 80))
+        if _numbers_in_split((kind, xs, k), split):
+            break
+    stat = phrase.replace("{k}", k)
+    imp = "import statistics\n" if "statistics" in code else ""
+    steps = [
+        Step(f"Store the list as xs and take the {stat}.", f"{imp}xs = {{xs}}\n{code}"),
+        Step("Check with plain Python.", f"xs = {{xs}}\n{vcode}", "verify"),
+    ]
+    slots = {"xs": xs, "k": k, "stat": stat, "name": rng.choice(NAMES)}
+    return Recipe("stats", f"stats.{kind}", _phrasing(rng, split, _STATS_Q, 2), slots, steps, "")
+
+
+_STRINGS = {
+    "reverse": (
+        ["Reverse the word '{w}'.", "What is '{w}' spelled backwards?", "Write '{w}' in reverse order.",
+         "{name} wants '{w}' reversed. What is it?", "Flip the letters of '{w}'."],
+        "Use slicing with step -1.", "print('{w}'[::-1])",
+        "Check with reversed().", "print(''.join(reversed('{w}')) == '{out}')",
+    ),
+    "count": (
+        ["How many times does '{c}' appear in '{w}'?", "Count the letter '{c}' in '{w}'.",
+         "In the word '{w}', how many '{c}' are there?", "{name} asks: how often is '{c}' in '{w}'?",
+         "Number of '{c}' characters in '{w}'?"],
+        "Use str.count.", "print('{w}'.count('{c}'))",
+        "Check with a loop over the letters.", "print(sum(1 for ch in '{w}' if ch == '{c}'))",
+    ),
+    "upper": (
+        ["Write '{w}' in capital letters.", "Convert '{w}' to upper case.", "What is '{w}' in uppercase?",
+         "{name} needs '{w}' in caps.", "Make '{w}' all upper case."],
+        "Use str.upper.", "print('{w}'.upper())",
+        "Check that lower() gives the word back.", "print('{out}'.lower() == '{w}')",
+    ),
+    "sort": (
+        ["Sort the list {xs} from smallest to largest.", "Put {xs} in ascending order.",
+         "What is {xs} sorted?", "{name} has {xs}. Sort it.", "Arrange {xs} in increasing order."],
+        "Use sorted.", "print(sorted({xs}))",
+        "Check: the result is ordered and has the same items.",
+        "r = {out}\nprint(all(a <= b for a, b in zip(r, r[1:])) and sorted(r) == sorted({xs}))",
+    ),
+    "words": (
+        ["How many words are in '{s}'?", "Count the words in the sentence '{s}'.",
+         "Number of words in '{s}'?", "{name} wrote '{s}'. How many words is that?",
+         "Tell me the word count of '{s}'."],
+        "Split on spaces and count.", "print(len('{s}'.split()))",
+        "Check: count spaces plus one.", "print('{s}'.count(' ') + 1)",
+    ),
+    "vowels": (
+        ["How many vowels are in '{w}'?", "Count the vowels in '{w}'.", "Number of vowels in the word '{w}'?",
+         "{name} asks how many vowels '{w}' has.", "How many of the letters in '{w}' are vowels?"],
+        "Count letters in 'aeiou'.", "print(sum(1 for ch in '{w}' if ch in 'aeiou'))",
+        "Check with str.count for each vowel.", "print(sum('{w}'.count(v) for v in 'aeiou'))",
+    ),
+}
+
+
+def _rand_word(rng: random.Random) -> str:
+    if rng.random() < 0.5:
+        return rng.choice(WORDS)
+    return "".join(rng.choice("abcdefghijklmnoprstuvwy") for _ in range(rng.randint(4, 8)))
+
+
+def _strings(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_STRINGS))
+    templates, plan, code, vplan, vcode = _STRINGS[kind]
+    while True:
+        w = _rand_word(rng)
+        c = rng.choice(w) if rng.random() < 0.8 else rng.choice("aeiost")
+        xs = _intlist(rng, 4, 7)
+        s = " ".join(_rand_word(rng) for _ in range(rng.randint(3, 8)))
+        key = {"sort": (xs,), "words": (s,), "count": (w, c)}.get(kind, (w,))
+        if _numbers_in_split((kind, *key), split):
+            break
+    slots = {"w": w, "c": c, "xs": xs, "s": s, "name": rng.choice(NAMES)}
+    return Recipe("strings", f"strings.{kind}", _phrasing(rng, split, templates), slots,
+                  [Step(plan, code), Step(vplan, vcode, "verify")], "")
+
+
+# The "data" family: the user's DataFrame (or list) already exists in the namespace. The model first
+# inspects it, then computes on the column it found, then verifies — three tool calls.
+_TABLES = [
+    ("sales", ["region", "units", "price"], ["north", "south", "east", "west"]),
+    ("orders", ["customer", "qty", "amount"], ["ana", "ben", "cleo", "dev", "eva"]),
+    ("trips", ["city", "km", "cost"], ["paris", "rome", "oslo", "lima", "kyiv"]),
+    ("scores", ["student", "math", "art"], ["kai", "lena", "milo", "nora", "omar", "pia"]),
+    ("stock", ["shop", "apples", "pears"], ["a1", "b2", "c3", "d4"]),
+]
+_DATA_Q = {
+    "sum": ["What is the total {col} in {var}?", "Sum the {col} column of {var}.",
+            "Add up all {col} values in {var}.", "How much {col} is there in {var} overall?",
+            "Using the DataFrame {var}, what is the sum of {col}?"],
+    "mean": ["What is the average {col} in {var}?", "Give the mean of {col} in {var}.",
+             "Compute the average {col} across {var}.", "In {var}, what is the mean {col}?",
+             "Using the DataFrame {var}, what is the average {col}?"],
+    "max": ["What is the largest {col} in {var}?", "Find the maximum {col} in {var}.",
+            "Which value is the highest {col} in {var}?", "In {var}, what is the top {col}?",
+            "Using the DataFrame {var}, what is the max of {col}?"],
+    "argmax": ["Which {key} has the highest {col} in {var}?", "In {var}, which {key} has the most {col}?",
+               "Find the {key} with the largest {col} in {var}.", "Who or what leads {var} in {col}?",
+               "Using the DataFrame {var}, which {key} has the top {col}?"],
+    "count": ["How many rows of {var} have {col} above {k}?", "Count the rows in {var} where {col} > {k}.",
+              "In {var}, how many {col} values are greater than {k}?",
+              "How many entries of {var} exceed {k} in {col}?",
+              "Using the DataFrame {var}, count rows with {col} over {k}."],
+    "list_mean": ["What is the average of the list {var}?", "Give the mean of {var}.",
+                  "Compute the average value in {var}.", "The list {var} is loaded. What is its mean?",
+                  "Using the list {var}, what is the average?"],
+}
+
+
+def _data(rng: random.Random, split: str) -> Recipe:
+    kind = rng.choice(list(_DATA_Q))
+    if kind == "list_mean":
+        while True:
+            var = rng.choice(["temps", "values", "readings", "prices", "heights", "ages"])
+            xs = _intlist(rng, 5, 9)
+            if _numbers_in_split((kind, var, xs), split):
+                break
+        slots = {"var": var, "xs": xs}
+        steps = [
+            Step("{var} is in the namespace. Look at it first.", "print(len({var}), {var}[:5])", "inspect"),
+            Step("Average = sum / len.", "print(round(sum({var}) / len({var}), 2))"),
+            Step("Check with statistics.mean.", "import statistics\nprint(round(statistics.mean({var}), 2))",
+                 "verify"),
+        ]
+        return Recipe("data", "data.list_mean", _phrasing(rng, split, _DATA_Q[kind]), slots, steps, "",
+                      setup=f"{var} = {xs}")
+    name, cols, keys = rng.choice(_TABLES)
+    while True:
+        var = rng.choice([name, "df", f"{name}_df"])
+        n = rng.randint(3, len(keys))
+        picked = rng.sample(keys, n)
+        a = [rng.randint(1, 99) for _ in range(n)]
+        b = [rng.randint(1, 99) for _ in range(n)]
+        k = str(rng.randint(10, 80))
+        if _numbers_in_split((kind, tuple(a), tuple(b), k), split):
+            break
+    # The question names the column by its plain word; the real column name is found by inspecting.
+    col_i = rng.choice([1, 2])
+    word = cols[col_i]
+    real = rng.choice([word, word, f"{word}_total", f"n_{word}"]) if kind != "argmax" else word
+    real_cols = [cols[0], cols[1] if col_i != 1 else real, cols[2] if col_i != 2 else real]
+    setup = (
+        "import pandas as pd\n"
+        f"{var} = pd.DataFrame({{'{real_cols[0]}': {picked!r}, "
+        f"'{real_cols[1]}': {a}, '{real_cols[2]}': {b}}})"
+    )
+    slots = {"var": var, "col": word, "real": real, "key": cols[0], "k": k}
+    compute = {
+        "sum": ("Sum the '{real}' column.", "print({var}['{real}'].sum())",
+                "Check with a plain loop.", "print(sum(v for v in {var}['{real}'].tolist()))"),
+        "mean": ("Mean of the '{real}' column.", "print(round({var}['{real}'].mean(), 2))",
+                 "Check with sum / len.", "c = {var}['{real}'].tolist()\nprint(round(sum(c) / len(c), 2))"),
+        "max": ("Max of the '{real}' column.", "print({var}['{real}'].max())",
+                "Check by sorting.", "print(sorted({var}['{real}'].tolist())[-1])"),
+        "argmax": ("Row with the largest '{real}', then its '{key}'.",
+                   "print({var}.loc[{var}['{real}'].idxmax(), '{key}'])",
+                   "Check by sorting the rows.", "print({var}.sort_values('{real}').iloc[-1]['{key}'])"),
+        "count": ("Count rows where '{real}' > {k}.", "print(int(({var}['{real}'] > {k}).sum()))",
+                  "Check with a filter and len.", "print(len({var}[{var}['{real}'] > {k}]))"),
+    }[kind]
+    steps = [
+        Step("{var} is a DataFrame in the namespace. Check its columns first.",
+             "print({var}.columns.tolist())", "inspect"),
+        Step(compute[0], compute[1]),
+        Step(compute[2], compute[3], "verify"),
+    ]
+    if kind == "argmax" and len(set(real_cols)) and len(set(a if col_i == 1 else b)) < n:
+        return _data(rng, split)  # ties make "which row" ambiguous
+    return Recipe("data", f"data.{kind}", _phrasing(rng, split, _DATA_Q[kind]), slots, steps, "", setup=setup)
+
+
+# "combo": a statistic of a list followed by an operation. Some pairs are held out entirely, to test
+# whether the model composes parts it has only seen separately.
+_COMBO_STATS = {"sum": "sum(xs)", "mean": "sum(xs) / len(xs)", "max": "max(xs)", "min": "min(xs)"}
+_COMBO_OPS = {
+    "percent": ("{p}% of the {stat}", "round(s * {p} / 100, 2)", "round({p} / 100 * s, 2)"),
+    "times": ("the {stat} times {p}", "round(s * {p}, 2)", "round({p} * s, 2)"),
+    "plus": ("the {stat} plus {p}", "round(s + {p}, 2)", "round({p} + s, 2)"),
+    "minus": ("the {stat} minus {p}", "round(s - {p}, 2)", "round(-{p} + s, 2)"),
+}
+HELDOUT_COMBOS = {("max", "percent"), ("mean", "times"), ("min", "plus"), ("sum", "minus")}
+_COMBO_Q = [
+    "What is {what} of {xs}?",
+    "For {xs}, compute {what}.",
+    "Take {xs}. What is {what}?",
+    "{name} has the numbers {xs}. Find {what}.",
+    "Given the list {xs}, give {what}.",
+]
+
+
+def _combo(rng: random.Random, split: str) -> Recipe:
+    pairs = [(s, o) for s in _COMBO_STATS for o in _COMBO_OPS]
+    allowed = [p for p in pairs if (p in HELDOUT_COMBOS) == (split == "heldout")]
+    stat, op = rng.choice(allowed)
+    what_t, expr, vexpr = _COMBO_OPS[op]
+    while True:
+        xs, p = _intlist(rng, 3, 6), str(rng.choice([2, 3, 4, 5, 10, 15, 20, 25, 50]) + rng.choice([0, 0, 1]))
+        if (split == "heldout" or _numbers_in_split((stat, op, xs, p), split)) and (op != "percent" or p):
+            break
+    what = what_t.replace("{stat}", stat).replace("{p}", p)
+    sexpr = _COMBO_STATS[stat]
+    steps = [
+        Step(f"First s = {stat} of xs, then {op}.", f"xs = {{xs}}\ns = {sexpr}\nprint({expr})"),
+        Step("Check in one line.", f"print({vexpr.replace('s', '(' + sexpr + ')', 1)})".replace(
+            "xs", "{xs}"), "verify"),
+    ]
+    slots = {"xs": xs, "p": p, "what": what, "name": rng.choice(NAMES)}
+    # Held-out questions always use unseen pairs, and the last phrasing is held-out as well.
+    return Recipe("combo", f"combo.{stat}-{op}", _phrasing(rng, split, _COMBO_Q), slots, steps, "",
+                  numeric_slots=("p",))
+
+
+_GENERATORS = {
+    "arithmetic": _arithmetic, "percent": _percent, "interest": _interest, "units": _units,
+    "dates": _dates, "stats": _stats, "strings": _strings, "data": _data, "combo": _combo,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Turning a recipe into a conversation by running its code.
+
+
+class _Conversation:
+    """Builds the message list and runs the calls in one namespace, as a notebook kernel would."""
+
+    def __init__(self, setup: str) -> None:
+        self.namespace: dict[str, Any] = {}
+        if setup:
+            exec(setup, self.namespace)
+        self.messages: list[dict[str, Any]] = []
+        self.no_loss: list[int] = []
+        self.n_calls = 0
+
+    def call(self, think: str, code: str, *, train: bool = True) -> str:
+        call_id = f"functions.python:{self.n_calls}"
+        self.n_calls += 1
+        if not train:
+            self.no_loss.append(len(self.messages))
+        self.messages.append({
+            "role": "assistant", "content": "", "reasoning_content": think,
+            "tool_calls": [{"id": call_id, "type": "function",
+                            "function": {"name": "python", "arguments": json.dumps({"code": code})}}],
+        })
+        out = run_python(code, self.namespace)
+        self.messages.append({"role": "tool", "tool_call_id": call_id, "name": "python", "content": out})
+        return out
+
+    def answer(self, think: str, content: str) -> None:
+        self.messages.append({"role": "assistant", "content": content, "reasoning_content": think})
+
+
+def _fmt(template: str, slots: dict[str, str], out: str = "") -> str:
+    return template.format(**slots, out=out)
+
+
+def _parse_answer(out: str) -> float | int | str:
+    if re.fullmatch(r"-?\d+", out):
+        return int(out)
+    if re.fullmatch(r"-?\d+\.\d+(e-?\d+)?", out):
+        return float(out)
+    return out
+
+
+def _final_text(out: str, unit: str) -> str:
+    return f"The answer is {out}{unit}."
+
+
+class CurriculumError(RuntimeError):
+    """A recipe produced an inconsistent trace (its verification disagrees); the sampler retries."""
+
+
+def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], variant: str,
+              rng: random.Random) -> str:
+    """Run one user turn's tool loop; returns the main output (the answer)."""
+    main_i = next(i for i, s in enumerate(recipe.steps) if s.role == "main")
+    main_step = recipe.steps[main_i]
+    main_code = _fmt(main_step.code, slots)
+    out = ""
+    for i, step in enumerate(recipe.steps):
+        if step.role == "inspect":
+            conv.call(_fmt(step.think, slots), _fmt(step.code, slots))
+            continue
+        if step.role == "main":
+            if variant == "typo":
+                bad = _typo(main_code, rng, conv.namespace)
+                if bad is not None:
+                    err_out = conv.call(_fmt(main_step.think, slots), bad, train=False)
+                    err = err_out.splitlines()[-1]
+                    fix = f"{err}. I misspelled a name; fix it and run again."
+                    out = conv.call(fix, main_code)
+                    continue
+            if variant == "miscopy":
+                bad_code = _miscopy(main_code, rng)
+                if bad_code is not None:
+                    bad_out = conv.call(_fmt(main_step.think, slots), bad_code, train=False)
+                    verify = recipe.steps[i + 1]
+                    v_out = conv.call(_fmt(verify.think, slots, bad_out), _fmt(verify.code, slots, bad_out))
+                    if v_out == bad_out or v_out == "True":
+                        raise CurriculumError("miscopied number did not change the result")
+                    seen = ("The check failed" if v_out == "False"
+                            else f"The check gave {v_out}, not {bad_out}")
+                    think = f"{seen}. A number in my first code was copied wrong. Recompute carefully."
+                    out = conv.call(think, main_code)
+                    if not _agrees(out, v_out):
+                        recheck = _fmt(verify.code, slots, out)
+                        conv.call(f"Check {out} again.", recheck)
+                    break
+            out = conv.call(_fmt(main_step.think, slots), main_code)
+            continue
+        v_out = conv.call(_fmt(step.think, slots, out), _fmt(step.code, slots, out))
+        if not _agrees(out, v_out):
+            raise CurriculumError(f"verification disagrees: {out!r} vs {v_out!r}")
+    if re.match(r"^\w*Error: ", out) or not out:
+        raise CurriculumError(f"main step failed: {out!r}")
+    return out
+
+
+def _agrees(out: str, v_out: str) -> bool:
+    if v_out in (out, "True"):
+        return True
+    try:  # 59 and 59.0 agree; 47.33 and 47.32 do not (that trace is resampled)
+        return float(out) == float(v_out)
+    except ValueError:
+        return False
+
+
+_NAME_RE = re.compile(r"(?<![\w'.])([A-Za-z_][A-Za-z_]{2,})(?![\w'])")
+
+
+def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | None:
+    """A copy of ``code`` with one identifier misspelled that really fails when run (in a scratch
+    copy of the namespace, so the failed call leaves nothing behind)."""
+    code_wo_strings = re.sub(r"'[^']*'", lambda m: " " * len(m.group()), code)
+    names = [m for m in _NAME_RE.finditer(code_wo_strings) if m.group(1) not in {"for", "in", "if", "else",
+                                                                               "and", "import", "from"}]
+    rng.shuffle(names)
+    for m in names:
+        word = m.group(1)
+        j = rng.randrange(1, len(word))
+        bad_word = word[:j] + word[j + 1:] if rng.random() < 0.5 else word[:j] + word[j] + word[j:]
+        bad = code[: m.start(1)] + bad_word + code[m.end(1):]
+        scratch = dict(namespace)
+        out = run_python(bad, scratch)
+        if out.startswith(("NameError", "AttributeError", "ModuleNotFoundError", "ImportError")):
+            return bad
+    return None
+
+
+def _miscopy(code: str, rng: random.Random) -> str | None:
+    """A copy of ``code`` with one number literal mis-copied (one digit changed)."""
+    code_wo_strings = re.sub(r"'[^']*'", lambda m: " " * len(m.group()), code)
+    nums = [m for m in re.finditer(r"(?<![\w.])\d+(\.\d+)?(?![\w.])", code_wo_strings)
+            if m.group() not in {"0", "1", "2", "100", "60", "12", "1200"}]
+    if not nums:
+        return None
+    m = rng.choice(nums)
+    s = m.group()
+    positions = [i for i, ch in enumerate(s) if ch.isdigit()]
+    i = rng.choice(positions)
+    new_digit = rng.choice([d for d in "123456789" if d != s[i]])
+    return code[: m.start()] + s[:i] + new_digit + s[i + 1:] + code[m.end():]
+
+
+_FOLLOWUP_Q = [
+    "What if it were {new} instead of {old}?",
+    "Now use {new} instead of {old}.",
+    "Same question with {new} in place of {old}.",
+    "And with {new} instead of {old}?",
+    "Redo it with {old} changed to {new}.",
+    "Try again, but replace {old} by {new}.",
+]
+_FOLLOWUP_WORD_Q = [
+    "Now do the same for '{new}'.",
+    "And for '{new}'?",
+    "Same thing with '{new}', please.",
+    "What about '{new}'?",
+    "Repeat that for '{new}'.",
+]
+
+
+def _new_number(rng: random.Random, old: str) -> str:
+    if "." in old:
+        return f"{max(1, int(float(old)) + rng.randint(-9, 9))}.{rng.randint(1, 9)}"
+    return str(max(2, int(old) + rng.choice([-1, 1]) * rng.randint(1, max(2, int(old) // 2))))
+
+
+def _followup(rng: random.Random, recipe: Recipe, split: str) -> tuple[str, dict[str, str]] | None:
+    """A second user turn that changes one number (or the word) of the first question; returns the
+    follow-up question and the slots to rerun the recipe with."""
+    question = _fmt(recipe.question, recipe.slots)
+
+    def unique(text: str) -> bool:
+        return len(re.findall(rf"(?<![\d.]){re.escape(text)}(?![\d.])", question)) == 1
+
+    if "w" in recipe.slots and "{w}" in recipe.question:
+        new = _rand_word(rng)
+        if new == recipe.slots["w"]:
+            return None
+        return _phrasing(rng, split, _FOLLOWUP_WORD_Q).format(new=new), dict(recipe.slots, w=new)
+    for key in rng.sample(list(recipe.numeric_slots), len(recipe.numeric_slots)):
+        old = recipe.slots[key]
+        if not old or not unique(old) or any(v == old for k, v in recipe.slots.items() if k != key):
+            continue
+        new = _new_number(rng, old)
+        if new != old:
+            q = _phrasing(rng, split, _FOLLOWUP_Q).format(old=old, new=new)
+            return q, dict(recipe.slots, **{key: new})
+    if "xs" in recipe.slots and "{xs}" in recipe.question:
+        values = recipe.slots["xs"].strip("[]").split(", ")
+        old = rng.choice(values)
+        new = _new_number(rng, old)
+        if unique(old) and new != old and new not in values:
+            xs = "[" + ", ".join(new if v == old else v for v in values) + "]"
+            return _phrasing(rng, split, _FOLLOWUP_Q).format(old=old, new=new), dict(recipe.slots, xs=xs)
+    return None
+
+
+def make_problem(seed: int | str, split: str = "train", family: str | None = None,
+                 variant: str | None = None) -> Problem:
+    """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
+    plain 58 %, typo 12 %, miscopy 10 %, follow-up 12 % (DataFrame questions: wrong column 20 %
+    instead of follow-ups; a wrong-column trace needs a column name that differs from the question's
+    word, so about half of those become plain). A variant that a recipe cannot support is retried
+    with a new recipe of the same family, so the family and variant mix stays as drawn."""
+    if split not in ("train", "heldout"):
+        raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
+    rng = random.Random(f"k2nano:{seed}:{split}:{family}:{variant}")
+    fam = family or rng.choice(FAMILIES)
+    # DataFrame questions have no number to change in a follow-up; they get wrong-column traces instead.
+    weights = [58, 12, 10, 0, 20] if fam == "data" else [58, 12, 10, 12, 0]
+    var = variant or rng.choices(["plain", "typo", "miscopy", "followup", "wrong_column"], weights)[0]
+    for attempt in range(60):
+        recipe = _GENERATORS[fam](rng, split)
+        v = var if attempt < 40 else "plain"
+        if v == "wrong_column" and "DataFrame" not in recipe.setup:
+            if fam != "data" or attempt >= 20:
+                v = "plain"
+            else:
+                continue
+        try:
+            return _build(recipe, v, split, rng)
+        except CurriculumError:
+            continue
+    raise CurriculumError(f"could not build a consistent problem for seed {seed!r}")
+
+
+def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Problem:
+    conv = _Conversation(recipe.setup)
+    if rng.random() < 0.3:
+        conv.messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
+    question = rng.choice(PREFIXES) + _fmt(recipe.question, recipe.slots) + rng.choice(SUFFIXES)
+    conv.messages.append({"role": "user", "content": question})
+    if variant == "wrong_column":
+        out = _wrong_column_turn(conv, recipe, rng)
+    else:
+        out = _run_turn(conv, recipe, recipe.slots, "plain" if variant == "followup" else variant, rng)
+    conv.answer(_final_think(out, conv), _final_text(out, recipe.unit))
+    if variant == "followup":
+        follow = _followup(rng, recipe, split)
+        if follow is None:
+            raise CurriculumError("no number to change in a follow-up")
+        question, slots = follow
+        conv.messages.append({"role": "user", "content": question})
+        out = _run_turn(conv, recipe, slots, "plain", rng)
+        conv.answer(_final_think(out, conv), _final_text(out, recipe.unit))
+    return Problem(recipe.family, recipe.kind, variant, split, question, recipe.setup, _parse_answer(out),
+                   conv.messages, conv.no_loss)
+
+
+def _final_think(out: str, conv: _Conversation) -> str:
+    last = conv.messages[-1]["content"]
+    if last == "True":
+        return f"The check passed. The result is {out}."
+    return f"Both calls give {out}."
+
+
+def _wrong_column_turn(conv: _Conversation, recipe: Recipe, rng: random.Random) -> str:
+    """Skip the inspection, guess the column name from the question (KeyError when it differs), then
+    inspect and compute. When the guess happens to be right, this is a plain two-call trace."""
+    slots = recipe.slots
+    guessed = dict(slots, real=slots["col"])
+    main = next(s for s in recipe.steps if s.role == "main")
+    if slots["real"] == slots["col"]:
+        raise CurriculumError("column guess would be right")
+    bad_out = conv.call(f"Use the '{slots['col']}' column.", _fmt(main.code, guessed), train=False)
+    if not bad_out.startswith("KeyError"):
+        raise CurriculumError(f"expected a KeyError, got {bad_out!r}")
+    inspect = next(s for s in recipe.steps if s.role == "inspect")
+    conv.call(f"{bad_out}. No such column. Look at the columns of {{var}}.".format(**slots),
+              _fmt(inspect.code, slots))
+    out = conv.call(_fmt(main.think, slots), _fmt(main.code, slots))
+    verify = next(s for s in recipe.steps if s.role == "verify")
+    v_out = conv.call(_fmt(verify.think, slots, out), _fmt(verify.code, slots, out))
+    if not _agrees(out, v_out):
+        raise CurriculumError("verification disagrees")
+    return out
+
+
+def generate(n: int, seed: int = 0, split: str = "train") -> list[Problem]:
+    """``n`` problems; problem i depends only on (seed, split, i), so any prefix is reproducible."""
+    return [make_problem(f"{seed}:{i}", split) for i in range(n)]
+
+
+def heldout_problems(n: int, seed: int = 1234) -> list[Problem]:
+    """The evaluation set: unseen phrasings, number tuples and combo pairs; plain traces (the eval injects
+    its own failures) with families in round-robin so every family is represented."""
+    return [make_problem(f"{seed}:{i}", "heldout", FAMILIES[i % len(FAMILIES)], "plain") for i in range(n)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking an answer.
+
+_ANSWER_RE = re.compile(r"answer is\s+(.+?)\s*\.?\s*$", re.IGNORECASE | re.DOTALL)
+ABS_TOL = 0.01  # outputs are printed with round(..., 2), so one unit in the last place
+REL_TOL = 1e-4
+
+
+def extract_answer(content: str) -> str:
+    """The text after "The answer is" (the model's answer sentence), or the whole content."""
+    m = _ANSWER_RE.search(content.strip())
+    return (m.group(1) if m else content).strip()
+
+
+def answer_matches(expected: float | int | str, content: str) -> bool:
+    """Numbers: the first number of the answer is within ABS_TOL or REL_TOL of the expected value.
+    Strings: the answer starts with the expected text (case-sensitive; a unit may follow)."""
+    got = extract_answer(content)
+    if isinstance(expected, (int, float)):
+        m = re.search(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", got.replace(",", ""))
+        if not m:
+            return False
+        value = float(m.group())
+        return math.isclose(value, float(expected), rel_tol=REL_TOL, abs_tol=ABS_TOL)
+    return got == expected or got.startswith(expected + " ") or got.rstrip(".") == expected
