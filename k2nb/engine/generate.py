@@ -201,11 +201,11 @@ class GenerationStream:
             t_prefill = time.perf_counter() - t0
             while not (self.cancel is not None and self.cancel.is_set()):
                 tok = sample(logits, self.opts, generator)
-                out.append(tok)
                 pos = len(s.ids)
                 # Every generated token is run once, so its own routing is known and the cache ends
                 # holding prompt + output (the next turn of a conversation reuses all of it).
                 logits, routing = self._forward([tok], trace, prompt=False)
+                out.append(tok)
                 experts, weights = routing if routing is not None else (None, None)
                 yield GenerationStep(tok, pos, experts, weights)
                 if tok in self.stop_ids:
@@ -227,3 +227,7 @@ class GenerationStream:
     def close(self) -> None:
         """End the stream early (the result then says "cancelled")."""
         self._iter.close()
+        if self.result is None:  # closed before it started
+            cfg = self.session.model.config
+            trace = RoutingTrace(cfg.moe_layer_ids, cfg.n_routed_experts, cfg.num_experts_per_tok)
+            self.result = GenerationResult([], trace, "cancelled", prompt_tokens=len(self.prompt))
