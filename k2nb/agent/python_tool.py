@@ -1,0 +1,453 @@
+"""The built-in `python` tool: run a code string in a persistent namespace, like a notebook cell.
+
+Why a worker thread and not a subprocess: the namespace must be the caller's own dict (in Jupyter,
+the user's variables — the whole point is that the model works on the user's data), and a subprocess
+would have to pickle it both ways. The price is that a thread cannot be killed: a timeout is
+delivered by injecting an exception into the worker with `PyThreadState_SetAsyncExc`, which stops
+any code that executes Python bytecode (loops, recursion, pure-Python libraries) within
+milliseconds. Code blocked inside one C call (`time.sleep(1e6)`, `input()`, a huge numpy op) only
+sees the exception when the call returns; after a grace period the worker is abandoned (it is a
+daemon thread), the call returns a timeout observation and the run goes on. `os._exit` and hard
+crashes of C extensions cannot be contained by either design short of a subprocess.
+
+Output is captured per thread (a router on sys.stdout/sys.stderr sends the worker's writes to its
+own buffer, everyone else's to the real stream), into buffers that keep a head and a tail and
+count what was dropped, so a tool printing 10 MB costs a bounded amount of memory.
+"""
+
+from __future__ import annotations
+
+import ast
+import ctypes
+import itertools
+import linecache
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any, TextIO
+
+from k2nb.agent.tools import Tool
+
+DEFAULT_TIMEOUT_S = 30.0
+DEFAULT_CAPTURE_CHARS = 200_000  # per stream per call, kept in the trajectory
+DEFAULT_MODEL_CHARS = 2_000  # what the model reads back per call
+
+
+def cut_middle(text: str, limit: int) -> str:
+    """`text` if it fits in `limit` chars, else its head and tail around a '[... N chars cut ...]' note."""
+    if limit <= 0 or len(text) <= limit:
+        return text
+    keep = max(limit - 40, 2)  # room for the note itself
+    head = keep * 2 // 3  # the head usually says what happened, the tail how it ended
+    tail = keep - head
+    cut = len(text) - head - tail
+    return f"{text[:head]}\n[... {cut} chars cut ...]\n{text[len(text) - tail :]}"
+
+
+class CappedText:
+    """A text sink that keeps the first and last `limit // 2` chars and counts the rest."""
+
+    def __init__(self, limit: int = DEFAULT_CAPTURE_CHARS):
+        self.head_limit = limit // 2
+        self.tail_limit = limit - self.head_limit
+        self._head: list[str] = []
+        self._head_len = 0
+        self._tail: list[str] = []
+        self._tail_len = 0
+        self.total = 0  # chars written, including those dropped
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        n = len(s)
+        self.total += n
+        room = self.head_limit - self._head_len
+        if room > 0:
+            self._head.append(s[:room])
+            self._head_len += min(room, n)
+            s = s[room:]
+        if s and self.tail_limit > 0:
+            if len(s) >= self.tail_limit:
+                self._tail, self._tail_len = [s[-self.tail_limit :]], self.tail_limit
+            else:
+                self._tail.append(s)
+                self._tail_len += len(s)
+                if self._tail_len > 2 * self.tail_limit:  # trim lazily: amortised O(1) per char
+                    joined = "".join(self._tail)[-self.tail_limit :]
+                    self._tail, self._tail_len = [joined], len(joined)
+        return n
+
+    @property
+    def dropped(self) -> int:
+        return self.total - self._head_len - min(self._tail_len, self.tail_limit)
+
+    def getvalue(self) -> str:
+        head = "".join(self._head)
+        tail = "".join(self._tail)[-self.tail_limit :] if self._tail else ""
+        if self.dropped > 0:
+            return f"{head}\n[... {self.dropped} chars cut ...]\n{tail}"
+        return head + tail
+
+
+class _ThreadRoutedStream:
+    """Stands in for sys.stdout/sys.stderr: writes from registered threads go to their sinks."""
+
+    def __init__(self, base: TextIO):
+        self.base = base
+        self.sinks: dict[int, CappedText] = {}
+
+    def _target(self) -> Any:
+        return self.sinks.get(threading.get_ident(), self.base)
+
+    def write(self, s: str) -> int:
+        return self._target().write(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        target = self._target()
+        if target is self.base:
+            self.base.flush()
+
+    def isatty(self) -> bool:
+        return False if threading.get_ident() in self.sinks else self.base.isatty()
+
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... of the real stream
+        return getattr(self.base, name)
+
+
+_router_lock = threading.Lock()
+_router_users = 0
+
+
+def _install_routers() -> tuple[_ThreadRoutedStream, _ThreadRoutedStream]:
+    global _router_users
+    with _router_lock:
+        if not isinstance(sys.stdout, _ThreadRoutedStream):
+            sys.stdout = _ThreadRoutedStream(sys.stdout)  # type: ignore[assignment]
+        if not isinstance(sys.stderr, _ThreadRoutedStream):
+            sys.stderr = _ThreadRoutedStream(sys.stderr)  # type: ignore[assignment]
+        _router_users += 1
+        return sys.stdout, sys.stderr  # type: ignore[return-value]
+
+
+def _release_routers() -> None:
+    global _router_users
+    with _router_lock:
+        _router_users -= 1
+        if _router_users > 0:
+            return
+        for name in ("stdout", "stderr"):
+            stream = getattr(sys, name)
+            if isinstance(stream, _ThreadRoutedStream) and not stream.sinks:
+                setattr(sys, name, stream.base)
+
+
+class CodeTimeout(BaseException):
+    """Injected into a worker whose call ran past its timeout. A BaseException, so that a tool's
+    `except Exception:` does not swallow it."""
+
+
+def _async_raise(thread_id: int, exc_type: type[BaseException]) -> bool:
+    n = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc_type))
+    if n > 1:  # cannot happen for a real thread id; undo rather than hit several threads
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)
+        return False
+    return n == 1
+
+
+@dataclass(slots=True)
+class CallOutcome:
+    """What a guarded call produced. `exception` keeps its traceback for formatting."""
+
+    value: Any = None
+    exception: BaseException | None = None
+    stdout: str = ""
+    stderr: str = ""
+    stdout_chars: int = 0  # written in total, including what the capture dropped
+    stderr_chars: int = 0
+    timed_out: bool = False
+    abandoned: bool = False  # the worker did not stop after the timeout and was left running
+    duration_s: float = 0.0
+
+
+def call_guarded(
+    fn: Callable[[], Any],
+    *,
+    timeout_s: float | None = DEFAULT_TIMEOUT_S,
+    capture_chars: int = DEFAULT_CAPTURE_CHARS,
+    grace_s: float = 2.0,
+    name: str = "k2nb-tool",
+) -> CallOutcome:
+    """Run `fn()` in a worker thread with captured output and a timeout; never raises from `fn`.
+
+    Every BaseException of `fn` (SystemExit, KeyboardInterrupt included) is returned in the outcome.
+    A KeyboardInterrupt of the *calling* thread (the user pressing stop) stops the worker and is
+    re-raised, because that one is meant for the run, not for the tool.
+    """
+    out, err = CappedText(capture_chars), CappedText(capture_chars)
+    box: dict[str, Any] = {}
+    done = threading.Lock()  # held by whoever decides how the call ended
+    finished = False
+
+    def target() -> None:
+        nonlocal finished
+        try:
+            try:
+                box["value"] = fn()
+            except BaseException as exc:  # noqa: BLE001 - everything the tool does becomes an observation
+                box["exception"] = exc
+            with done:
+                finished = True
+        except BaseException:  # noqa: BLE001 - a timeout injected just after fn returned
+            pass
+
+    # The worker's sinks must be registered before it runs a line, and its ident is only known
+    # once it has started, so it waits on `go` until they are in place.
+    go = threading.Event()
+
+    def gated() -> None:
+        go.wait()
+        target()
+
+    stdout, stderr = _install_routers()
+    worker = threading.Thread(target=gated, name=name, daemon=True)
+    start = time.perf_counter()
+    timed_out = abandoned = False
+    try:
+        worker.start()
+        assert worker.ident is not None
+        stdout.sinks[worker.ident] = out
+        stderr.sinks[worker.ident] = err
+        go.set()
+        try:
+            worker.join(timeout_s)
+            if worker.is_alive():
+                timed_out = _stop(worker, lambda: finished, done, grace_s)
+                abandoned = worker.is_alive()
+        except KeyboardInterrupt:
+            _stop(worker, lambda: finished, done, grace_s)
+            raise
+    finally:
+        if worker.is_alive():
+            # An abandoned worker keeps its (bounded) sinks so its output never lands in the real
+            # stream in the middle of someone else's text; they are dropped when it ends.
+            _release_when_done(worker, stdout, stderr)
+        else:
+            if worker.ident is not None:
+                stdout.sinks.pop(worker.ident, None)
+                stderr.sinks.pop(worker.ident, None)
+            _release_routers()
+    exc = box.get("exception")
+    if timed_out and isinstance(exc, CodeTimeout):
+        exc = None  # reported through `timed_out`, with its own sentence
+    return CallOutcome(
+        value=box.get("value"),
+        exception=exc,
+        stdout=out.getvalue(),
+        stderr=err.getvalue(),
+        stdout_chars=out.total,
+        stderr_chars=err.total,
+        timed_out=timed_out,
+        abandoned=abandoned,
+        duration_s=time.perf_counter() - start,
+    )
+
+
+def _stop(
+    worker: threading.Thread, is_finished: Callable[[], bool], done: threading.Lock, grace_s: float
+) -> bool:
+    """Inject CodeTimeout until the worker ends or `grace_s` passes; True if it was still running."""
+    assert worker.ident is not None
+    deadline = time.perf_counter() + grace_s
+    injected = False
+    while worker.is_alive() and time.perf_counter() < deadline:
+        with done:
+            if is_finished():
+                break  # it finished on its own between the join and now
+            _async_raise(worker.ident, CodeTimeout)
+            injected = True
+        # Re-inject now and then: a bare `except:` in the tool may have swallowed the first one.
+        worker.join(0.05)
+    return injected
+
+
+def _release_when_done(worker: threading.Thread, *streams: _ThreadRoutedStream) -> None:
+    ident = worker.ident
+
+    def reaper() -> None:
+        worker.join()
+        for s in streams:
+            s.sinks.pop(ident, None)  # type: ignore[arg-type]
+        _release_routers()
+
+    threading.Thread(target=reaper, name="k2nb-reaper", daemon=True).start()
+
+
+# ---------------------------------------------------------------------------------------------
+# the python tool
+
+
+@dataclass(slots=True)
+class PythonResult:
+    """One run of the python tool. Full (capture-capped) output; `to_model_text` is what the model
+    reads. `ename`/`evalue`/`traceback` follow nbformat's error output."""
+
+    code: str
+    stdout: str = ""
+    stderr: str = ""
+    value: str | None = None  # repr of the last expression, as a notebook shows it
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    timed_out: bool = False
+    abandoned: bool = False
+    stdout_chars: int = 0
+    stderr_chars: int = 0
+    duration_s: float = 0.0
+    execution_count: int | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.ename is None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> PythonResult:
+        return cls(**data)
+
+    def to_model_text(self, limit: int = DEFAULT_MODEL_CHARS) -> str:
+        """stdout, then stderr, then the last value, then the error; capped to `limit` chars.
+
+        The error goes last and keeps its final line even under the cap: that line ('NameError:
+        name x is not defined') is what the model most needs to read.
+        """
+        parts: list[str] = []
+        if self.stdout:
+            parts.append(self.stdout.rstrip("\n"))
+        if self.stderr:
+            parts.append("[stderr]\n" + self.stderr.rstrip("\n"))
+        if self.value is not None:
+            parts.append(self.value)
+        body = "\n".join(parts)
+        if self.ename is None:
+            return cut_middle(body, limit) if body else "(no output)"
+        error = _short_traceback(self)
+        if not body:
+            return cut_middle(error, limit)
+        room = max(limit - len(error) - 1, limit // 2)
+        return cut_middle(body, room) + "\n" + cut_middle(error, limit - min(room, len(body)) - 1)
+
+
+def _short_traceback(r: PythonResult) -> str:
+    if r.timed_out:
+        return f"{r.ename}: {r.evalue}"
+    return "".join(r.traceback).rstrip("\n") or f"{r.ename}: {r.evalue}"
+
+
+_counter = itertools.count(1)
+
+
+class PythonTool(Tool):
+    """`python(code)`: run code in `namespace` (persistent across calls), notebook style."""
+
+    def __init__(
+        self,
+        namespace: dict[str, Any] | None = None,
+        *,
+        timeout_s: float | None = DEFAULT_TIMEOUT_S,
+        capture_chars: int = DEFAULT_CAPTURE_CHARS,
+        model_chars: int = DEFAULT_MODEL_CHARS,
+        name: str = "python",
+    ):
+        self.namespace: dict[str, Any] = namespace if namespace is not None else {"__name__": "__main__"}
+        self.timeout_s = timeout_s
+        self.capture_chars = capture_chars
+        self.model_chars = model_chars
+        self.execution_count = 0
+
+        def python(code: str) -> PythonResult:
+            """Run Python code in a persistent namespace (variables survive between calls) and return
+            its printed output, the value of the last expression and any error.
+
+            Args:
+                code: Python source to execute; the value of a final expression is shown.
+            """
+            return self.run(code)
+
+        super().__init__(python, name=name)
+
+    def run(self, code: str, *, timeout_s: float | None = None) -> PythonResult:
+        """Execute `code`; every failure (syntax, exception, timeout, exit) is in the result."""
+        self.execution_count += 1
+        result = PythonResult(code=code, execution_count=self.execution_count)
+        filename = f"<k2nb-python-{next(_counter)}>"
+        try:
+            body, last = _compile(code, filename)
+        except SyntaxError as exc:
+            result.ename, result.evalue = type(exc).__name__, str(exc.msg)
+            result.traceback = traceback.format_exception_only(type(exc), exc)
+            return result
+        # Register the source so tracebacks show the failing lines, like IPython's cells.
+        linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
+        ns = self.namespace
+        show = last is not None and not code.rstrip().endswith(";")  # IPython's ';' hides the value
+
+        def execute() -> str | None:
+            exec(body, ns)
+            if last is None:
+                return None
+            value = eval(last, ns)
+            if value is None or not show:
+                return None
+            ns["_"] = value
+            return repr(value)
+
+        limit = self.timeout_s if timeout_s is None else timeout_s
+        out = call_guarded(execute, timeout_s=limit, capture_chars=self.capture_chars, name="k2nb-python")
+        result.stdout, result.stderr = out.stdout, out.stderr
+        result.stdout_chars, result.stderr_chars = out.stdout_chars, out.stderr_chars
+        result.duration_s = out.duration_s
+        result.timed_out, result.abandoned = out.timed_out, out.abandoned
+        if out.timed_out:
+            result.ename = "TimeoutError"
+            if out.abandoned:
+                result.evalue = (
+                    f"the code ran past the {limit:g} s limit and could not be stopped (it is blocked in a "
+                    "C call); it was left running in the background"
+                )
+            else:
+                result.evalue = f"the code ran past the {limit:g} s limit and was stopped"
+            result.traceback = [f"{result.ename}: {result.evalue}\n"]
+        elif out.exception is not None:
+            exc = out.exception
+            result.ename, result.evalue = type(exc).__name__, str(exc)
+            result.traceback = format_user_traceback(exc)
+        else:
+            result.value = out.value
+        return result
+
+
+def _compile(code: str, filename: str) -> tuple[Any, Any]:
+    """The code as (statements, final expression or None), so the last value can be shown."""
+    tree = ast.parse(code, filename=filename, mode="exec")
+    last = None
+    if tree.body and isinstance(tree.body[-1], ast.Expr):
+        last = ast.Expression(tree.body.pop().value)
+    body = compile(tree, filename, "exec")
+    return body, (compile(last, filename, "eval") if last is not None else None)
+
+
+def format_user_traceback(exc: BaseException) -> list[str]:
+    """The traceback of `exc` without k2nb's own frames, as nbformat-style lines."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_frame.f_code.co_filename == __file__:
+        tb = tb.tb_next
+    return traceback.format_exception(type(exc), exc, tb)
