@@ -142,14 +142,17 @@ class Experts(nn.Module):
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]``, weights / ids ``[N, k]`` → Σ_k w_k · expert_k(x), ``[N, D]``."""
         N, k = ids.shape
-        if N <= _GATHER_MAX_TOKENS:
-            # Decode: gather the chosen experts' weights on the device; no host sync, no loop.
+        if N <= _GATHER_MAX_TOKENS and x.device.type != "cpu":
+            # Decode on an accelerator: gather the chosen experts' weights on the device; no host sync,
+            # no loop. (On the CPU there is no sync to avoid, and the gather would copy k experts'
+            # weights per layer, so the grouped path below, which reads them in place, is faster.)
             flat = ids.reshape(-1)  # [N*k]
             xk = x.repeat_interleave(k, dim=0)[:, :, None]  # [N*k, D, 1]
             g, u = torch.bmm(self.w13[flat], xk).squeeze(-1).chunk(2, dim=-1)  # [N*k, I] each
             y = torch.bmm(self.w2[flat], (F.silu(g) * u)[:, :, None]).squeeze(-1)  # [N*k, D]
         else:
-            # Prefill: sort token copies by expert and run each *used* expert once on its rows.
+            # Prefill (and CPU decode): sort token copies by expert and run each *used* expert once on
+            # its rows, reading its weights in place.
             flat = ids.reshape(-1)
             order = flat.argsort(stable=True)  # [N*k]
             counts = torch.bincount(flat, minlength=self.w13.shape[0]).tolist()  # one sync per layer
@@ -157,7 +160,7 @@ class Experts(nn.Module):
             ys = []
             start = 0
             for e, c in enumerate(counts):
-                if c:
+                if c:  # only the experts that received tokens
                     g, u = F.linear(xs[start:start + c], self.w13[e]).chunk(2, dim=-1)
                     ys.append(F.linear(F.silu(g) * u, self.w2[e]))
                     start += c

@@ -1,0 +1,115 @@
+"""The ``k2nb`` command: inspect checkpoints, think in a terminal, train and evaluate k2-nano."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable
+
+from .engine.errors import K2nbError
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1024 or unit == "TB":
+            return f"{n:.1f} {unit}" if unit != "B" else f"{int(n)} B"
+        n /= 1024
+    return f"{n:.1f} TB"
+
+
+def _human_count(n: float) -> str:
+    for unit, div in (("T", 1e12), ("B", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= div:
+            return f"{n / div:.2f}{unit}"
+    return str(int(n))
+
+
+def inspect_checkpoint(path: str) -> dict:
+    """Summary of a checkpoint folder from its config alone (no weights are read)."""
+    from .engine.config import ModelConfig
+
+    cfg = ModelConfig.from_file(path)
+    total, active = cfg.parameter_counts()
+    rs = cfg.rope_scaling
+    return {
+        "path": str(path),
+        "model_type": cfg.model_type,
+        "layers": cfg.num_hidden_layers,
+        "hidden_size": cfg.hidden_size,
+        "heads": cfg.num_attention_heads,
+        "attention": (f"MLA q_lora_rank={cfg.q_lora_rank} kv_lora_rank={cfg.kv_lora_rank} "
+                      f"qk_nope/rope/v={cfg.qk_nope_head_dim}/{cfg.qk_rope_head_dim}/{cfg.v_head_dim}"),
+        "moe": (f"{len(cfg.moe_layer_ids)} MoE layers (first {cfg.first_k_dense_replace} dense), "
+                f"{cfg.n_routed_experts} routed experts top-{cfg.num_experts_per_tok} + "
+                f"{cfg.n_shared_experts} shared, moe_intermediate {cfg.moe_intermediate_size}"),
+        "routing": (f"{cfg.scoring_func} {cfg.topk_method} groups {cfg.n_group}/{cfg.topk_group} "
+                    f"norm_topk_prob={cfg.norm_topk_prob} scale={cfg.routed_scaling_factor}"),
+        "rope": (f"theta {cfg.rope_theta:g}" + (f", yarn factor {rs.factor:g} (original "
+                 f"{rs.original_max_position_embeddings})" if rs else "")),
+        "context": cfg.max_position_embeddings,
+        "vocab_size": cfg.vocab_size,
+        "parameters_total": total,
+        "parameters_active_per_token": active,
+        "memory_bytes": {"bfloat16": total * 2, "float32": total * 4},
+        "kv_cache_bytes_per_token": {"bfloat16": cfg.kv_cache_bytes_per_token(2),
+                                     "float32": cfg.kv_cache_bytes_per_token(4)},
+    }
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    info = inspect_checkpoint(args.path)
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    kv = info["kv_cache_bytes_per_token"]
+    mem = info["memory_bytes"]
+    lines = [
+        f"checkpoint   {info['path']}",
+        f"model_type   {info['model_type']}, {info['layers']} layers, hidden {info['hidden_size']}, "
+        f"{info['heads']} heads, vocab {info['vocab_size']}, context {info['context']}",
+        f"attention    {info['attention']}",
+        f"moe          {info['moe']}",
+        f"routing      {info['routing']}",
+        f"rope         {info['rope']}",
+        f"parameters   {_human_count(info['parameters_total'])} total, "
+        f"{_human_count(info['parameters_active_per_token'])} active per token",
+        f"memory       {_human_bytes(mem['bfloat16'])} in bfloat16, {_human_bytes(mem['float32'])} in float32",
+        f"kv cache     {kv['bfloat16']:,} B/token in bfloat16 ({_human_bytes(kv['bfloat16'] * 1000)} per 1k "
+        f"tokens), {kv['float32']:,} B/token in float32",
+    ]
+    print("\n".join(lines))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="k2nb", description="Kimi-K2-architecture thinking MoE models, "
+                                 "in the terminal and in Jupyter.")
+    sub = ap.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="summarise a checkpoint folder (config, parameters, memory, KV cache)")
+    p.add_argument("path", help="checkpoint folder in Hugging Face layout")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(func=cmd_inspect)
+    for register in _EXTRA_COMMANDS:
+        register(sub)
+    return ap
+
+
+# Other layers add their subcommands here (think, eval, train-nano, kernel, lab).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except K2nbError as e:
+        print(f"k2nb: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("k2nb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
