@@ -72,3 +72,33 @@ def test_bfloat16_close_to_float32(k2_like):
     a, b = m32.logits(ids), m16.logits(ids)
     assert b.dtype == torch.float32
     assert torch.nn.functional.cosine_similarity(a.flatten(), b.flatten(), dim=0) > 0.99
+
+
+def test_deepseek_v2_softmax_group_limited_greedy_matches_transformers(tmp_path):
+    """V2(-Lite) routing: softmax scores, group_limited_greedy, no renormalisation; YaRN mscale 0.707."""
+    import transformers
+    from transformers import DeepseekV2Config, DeepseekV2ForCausalLM
+
+    transformers.logging.set_verbosity_error()
+    torch.manual_seed(0)
+    cfg = DeepseekV2Config(
+        vocab_size=320, hidden_size=64, intermediate_size=96, moe_intermediate_size=32, num_hidden_layers=3,
+        num_attention_heads=4, num_key_value_heads=4, n_routed_experts=16, num_experts_per_tok=4,
+        n_shared_experts=2, first_k_dense_replace=1, n_group=4, topk_group=2,
+        topk_method="group_limited_greedy", q_lora_rank=None, kv_lora_rank=32, qk_nope_head_dim=16,
+        qk_rope_head_dim=8, v_head_dim=16, routed_scaling_factor=1.0, norm_topk_prob=False,
+        rope_scaling={"type": "yarn", "factor": 8.0, "original_max_position_embeddings": 64, "beta_fast": 32,
+                      "beta_slow": 1, "mscale": 0.707, "mscale_all_dim": 0.707},
+        max_position_embeddings=512)
+    ref = DeepseekV2ForCausalLM(cfg).eval()
+    with torch.no_grad():
+        for _, p in ref.named_parameters():
+            if p.dim() > 1:
+                p.normal_(0, 0.08)
+    ref.save_pretrained(tmp_path)
+    model = load_model(tmp_path, progress=False)
+    assert model.config.scoring_func == "softmax" and model.config.topk_method == "group_limited_greedy"
+    ids = torch.randint(0, 320, (2, 40), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = ref(ids).logits
+    assert (model.logits(ids) - expected).abs().max().item() < 1e-4
