@@ -48,7 +48,24 @@ PYTHON_TOOL: dict[str, Any] = {
         },
     },
 }
+# The same tool as k2nb.agent's PythonTool declares it (its docstring). Training alternates between the
+# two declarations so that the model does not depend on the exact wording of the tool description.
+AGENT_PYTHON_TOOL: dict[str, Any] = {
+    "type": "function",
+    "function": {
+        "name": "python",
+        "description": "Run Python code in a persistent namespace (variables survive between calls) and "
+                       "return\nits printed output, the value of the last expression and any error.",
+        "parameters": {
+            "type": "object",
+            "properties": {"code": {"type": "string", "description": "Python source to execute; the value "
+                                                                     "of a final expression is shown."}},
+            "required": ["code"],
+        },
+    },
+}
 TOOLS: list[dict[str, Any]] = [PYTHON_TOOL]
+TOOL_SETS: list[list[dict[str, Any]]] = [[PYTHON_TOOL], [AGENT_PYTHON_TOOL]]
 
 # A share of conversations carries one of these; the rest get the template's default system prompt.
 SYSTEM_PROMPTS = [
@@ -126,6 +143,7 @@ class Problem:
     answer: float | int | str
     messages: list[dict[str, Any]]
     no_loss: list[int] = field(default_factory=list)  # message indices not to train on
+    tools: list[dict[str, Any]] = field(default_factory=lambda: list(TOOLS))  # declared to the model
 
     @property
     def prompt_messages(self) -> list[dict[str, Any]]:
@@ -138,28 +156,42 @@ class Problem:
 # Running code the way the ``python`` tool does.
 
 
-def run_python(code: str, namespace: dict[str, Any]) -> str:
-    """Run ``code`` in ``namespace`` and return what a notebook cell shows: stdout, then the repr of a
-    trailing expression; an exception becomes its last traceback line ("NameError: name 'x' is not
-    defined"), which is all a small model needs and keeps observations short."""
+def run_python(code: str, namespace: dict[str, Any], cell: int = 1) -> str:
+    """Run ``code`` in ``namespace`` and return what the model reads, in the format of
+    ``k2nb.agent``'s python tool (``PythonResult.to_model_text``): stdout, then the repr of a trailing
+    expression, ``(no output)`` when there is neither; an exception becomes a traceback of the cell's
+    own frames (``File "<k2nb-python-N>", line L`` + the line + carets + ``NameError: ...``). Library
+    frames and chained exceptions are left out to keep observations short for a small model."""
     import ast
+    import linecache
+    import traceback
 
+    filename = f"<k2nb-python-{cell}>"
+    linecache.cache[filename] = (len(code), None, code.splitlines(keepends=True), filename)
     buf = io.StringIO()
+    value_text = None
     try:
-        tree = ast.parse(code, mode="exec")
+        tree = ast.parse(code, filename, mode="exec")
         last_expr = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last_expr = ast.Expression(tree.body.pop().value)
         with contextlib.redirect_stdout(buf):
-            exec(compile(tree, "<cell>", "exec"), namespace)
+            exec(compile(tree, filename, "exec"), namespace)
             if last_expr is not None:
-                value = eval(compile(last_expr, "<cell>", "eval"), namespace)
+                value = eval(compile(last_expr, filename, "eval"), namespace)
                 if value is not None:
-                    print(repr(value))
+                    value_text = repr(value)
     except Exception as exc:  # noqa: BLE001 - any error is an observation, as in a notebook
-        text = buf.getvalue()
-        return (text + f"{type(exc).__name__}: {exc}").strip()
-    return buf.getvalue().strip()
+        te = traceback.TracebackException.from_exception(exc)
+        te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename == filename])
+        te.__cause__ = te.__context__ = None
+        error = "".join(te.format()).rstrip("\n")
+        body = buf.getvalue().rstrip("\n")
+        return f"{body}\n{error}" if body else error
+    finally:
+        linecache.cache.pop(filename, None)
+    parts = [t for t in (buf.getvalue().rstrip("\n"), value_text) if t]
+    return "\n".join(parts) if parts else "(no output)"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -463,8 +495,8 @@ def _units(rng: random.Random, split: str) -> Recipe:
         Step("Check by converting back.", f"print(abs({inverse} - {{x}}) < 0.05)", "verify"),
     ]
     slots = {"x": x, "src": src, "dst": dst, "name": rng.choice(NAMES)}
-    unit = "%" if dst == "%" else f" {dst}"
-    return Recipe("units", f"units.{src}-{dst}", _phrasing(rng, split, _UNITS_Q, 2), slots, steps, "", unit,
+    return Recipe("units", f"units.{src}-{dst}", _phrasing(rng, split, _UNITS_Q, 2), slots, steps, "",
+                  " {dst}",
                   numeric_slots=("x",))
 
 
@@ -836,7 +868,7 @@ class _Conversation:
             "tool_calls": [{"id": call_id, "type": "function",
                             "function": {"name": "python", "arguments": json.dumps({"code": code})}}],
         })
-        out = run_python(code, self.namespace)
+        out = run_python(code, self.namespace, self.n_calls)
         self.messages.append({"role": "tool", "tool_call_id": call_id, "name": "python", "content": out})
         return out
 
@@ -905,7 +937,7 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
         v_out = conv.call(_fmt(step.think, slots, out), _fmt(step.code, slots, out))
         if not _agrees(out, v_out):
             raise CurriculumError(f"verification disagrees: {out!r} vs {v_out!r}")
-    if re.match(r"^\w*Error: ", out) or not out:
+    if out.startswith("Traceback") or out == "(no output)":
         raise CurriculumError(f"main step failed: {out!r}")
     return out
 
@@ -935,7 +967,7 @@ def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | Non
         bad_word = word[:j] + word[j + 1:] if rng.random() < 0.5 else word[:j] + word[j] + word[j:]
         bad = code[: m.start(1)] + bad_word + code[m.end(1):]
         scratch = dict(namespace)
-        out = run_python(bad, scratch)
+        out = run_python(bad, scratch).splitlines()[-1]
         if out.startswith(("NameError", "AttributeError", "ModuleNotFoundError", "ImportError")):
             return bad
     return None
@@ -1049,7 +1081,7 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
         out = _wrong_column_turn(conv, recipe, rng)
     else:
         out = _run_turn(conv, recipe, recipe.slots, "plain" if variant == "followup" else variant, rng)
-    conv.answer(_final_think(out, conv), _final_text(out, recipe.unit))
+    conv.answer(_final_think(out, conv), _final_text(out, _fmt(recipe.unit, recipe.slots)))
     if variant == "followup":
         follow = _followup(rng, recipe, split)
         if follow is None:
@@ -1057,9 +1089,9 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
         question, slots = follow
         conv.messages.append({"role": "user", "content": question})
         out = _run_turn(conv, recipe, slots, "plain", rng)
-        conv.answer(_final_think(out, conv), _final_text(out, recipe.unit))
+        conv.answer(_final_think(out, conv), _final_text(out, _fmt(recipe.unit, recipe.slots)))
     return Problem(recipe.family, recipe.kind, variant, split, question, recipe.setup, _parse_answer(out),
-                   conv.messages, conv.no_loss)
+                   conv.messages, conv.no_loss, rng.choice(TOOL_SETS))
 
 
 def _final_think(out: str, conv: _Conversation) -> str:
@@ -1078,10 +1110,11 @@ def _wrong_column_turn(conv: _Conversation, recipe: Recipe, rng: random.Random) 
     if slots["real"] == slots["col"]:
         raise CurriculumError("column guess would be right")
     bad_out = conv.call(f"Use the '{slots['col']}' column.", _fmt(main.code, guessed), train=False)
-    if not bad_out.startswith("KeyError"):
+    error = bad_out.splitlines()[-1]
+    if not error.startswith("KeyError"):
         raise CurriculumError(f"expected a KeyError, got {bad_out!r}")
     inspect = next(s for s in recipe.steps if s.role == "inspect")
-    conv.call(f"{bad_out}. No such column. Look at the columns of {{var}}.".format(**slots),
+    conv.call(f"{error}. No such column. Look at the columns of {{var}}.".format(**slots),
               _fmt(inspect.code, slots))
     out = conv.call(_fmt(main.think, slots), _fmt(main.code, slots))
     verify = next(s for s in recipe.steps if s.role == "verify")
