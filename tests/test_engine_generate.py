@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -12,7 +13,9 @@ from k2nb.engine import GenerationError, RoutingTrace, load_model
 
 @pytest.fixture(scope="module")
 def model(k2_like):
-    return load_model(k2_like[0], device="cpu", dtype="float32", progress=False)
+    # bench/gpu_check.sh runs these on CUDA with K2NB_TEST_DEVICE=cuda
+    return load_model(k2_like[0], device=os.environ.get("K2NB_TEST_DEVICE", "cpu"), dtype="float32",
+                      progress=False)
 
 
 def _ids(n, seed=0, vocab=320):
@@ -20,7 +23,7 @@ def _ids(n, seed=0, vocab=320):
 
 
 def test_prefill_then_decode_equals_full_sequence(model):
-    ids = _ids(50)
+    ids = _ids(50).to(model.device)
     full = model.logits(ids)[0]
     cache = model.new_cache(capacity=8)  # forces the cache to grow on the way
     with torch.inference_mode():
@@ -60,9 +63,9 @@ def test_routing_trace_covers_prompt_and_generated(model):
     # the same choices as a full forward over the same tokens
     record: list = []
     with torch.inference_mode():
-        model(torch.tensor([prompt + res.ids]), record=record)
+        model(torch.tensor([prompt + res.ids], device=model.device), record=record)
     full = torch.stack([r[1] for r in record], dim=1).sort(-1).values
-    assert torch.equal(tr.experts.long().sort(-1).values, full)
+    assert torch.equal(tr.experts.long().sort(-1).values, full.cpu())
     counts = tr.expert_counts()
     assert counts.shape == (L, model.config.n_routed_experts) and counts.sum() == (9 + 6) * L * k
     again = RoutingTrace.from_dict(tr.to_dict())
@@ -70,7 +73,7 @@ def test_routing_trace_covers_prompt_and_generated(model):
     # streamed steps carry the same routing, token by token
     steps = list(model.generate_stream(prompt, max_new_tokens=6, stop_ids=[]))
     assert [s.token_id for s in steps] == res.ids
-    assert torch.equal(torch.stack([s.experts for s in steps]).int(), tr.experts[9:])
+    assert torch.equal(torch.stack([s.experts for s in steps]).int().cpu(), tr.experts[9:])
 
 
 def test_stop_ids_end_generation(model):
