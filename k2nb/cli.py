@@ -95,8 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-# Other layers add their subcommands here (think, eval, train-nano, kernel, lab).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = []
+def _demo(sub: argparse._SubParsersAction) -> None:
+    from .demo import register
+
+    register(sub)
+
+
+# Subcommands that live beside their layer (think, eval, train-nano, kernel, lab register here too).
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_demo]
 
 
 def main(argv: list[str] | None = None) -> int:

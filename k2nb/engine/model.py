@@ -303,6 +303,27 @@ class K2Model(nn.Module):
             pass
         return stream.result
 
+    @torch.no_grad()
+    def init_weights(self, std: float = 0.02, seed: int | None = None) -> K2Model:
+        """Random initialisation (training from scratch, demos): normal(0, std) matrices, unit norms,
+        zero biases and selection bias. Output projections are scaled by 1/sqrt(2·layers)."""
+        gen = torch.Generator(device=self.device)
+        if seed is not None:
+            gen.manual_seed(seed)
+        out_std = std / (2 * self.config.num_hidden_layers) ** 0.5
+        for name, p in self.named_parameters():
+            if name.endswith("layernorm.weight") or name == "norm.weight":
+                p.fill_(1.0)
+            elif p.dim() == 1:
+                p.zero_()
+            else:
+                is_out = name.endswith(("o_proj.weight", "down_proj.weight", "experts.w2"))
+                p.normal_(0.0, out_std if is_out else std, generator=gen)
+        for moe in self.moe_layers():
+            if moe.gate.e_score_correction_bias is not None:
+                moe.gate.e_score_correction_bias.zero_()
+        return self
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
