@@ -72,7 +72,8 @@ def main() -> None:
         if mod.__class__.__name__ == "DeepseekV3TopkRouter":
             mod.float()
     P, N = args.prompt, args.new
-    prompt = torch.randint(3, MINI["vocab_size"], (1, P), generator=torch.Generator().manual_seed(1)).to(device)
+    gen = torch.Generator().manual_seed(1)
+    prompt = torch.randint(3, MINI["vocab_size"], (1, P), generator=gen).to(device)
 
     # ---- prefill -------------------------------------------------------------------------------
     def ours_prefill():

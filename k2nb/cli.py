@@ -74,7 +74,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"rope         {info['rope']}",
         f"parameters   {_human_count(info['parameters_total'])} total, "
         f"{_human_count(info['parameters_active_per_token'])} active per token",
-        f"memory       {_human_bytes(mem['bfloat16'])} in bfloat16, {_human_bytes(mem['float32'])} in float32",
+        f"memory       {_human_bytes(mem['bfloat16'])} in bfloat16, "
+        f"{_human_bytes(mem['float32'])} in float32",
         f"kv cache     {kv['bfloat16']:,} B/token in bfloat16 ({_human_bytes(kv['bfloat16'] * 1000)} per 1k "
         f"tokens), {kv['float32']:,} B/token in float32",
     ]

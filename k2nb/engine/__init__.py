@@ -11,8 +11,8 @@ from .tokenizer import Tokenizer, load_tokenizer
 from .trace import RoutingTrace
 
 __all__ = [
-    "ChatStreamParser", "CheckpointError", "Tokenizer", "encode_conversation", "load_tokenizer",
-    "render_text", "ConfigError", "GenerationError", "GenerationResult", "GenerationStep",
-    "GenerationStream", "K2Model", "K2nbError", "ModelConfig", "RoutingTrace", "Session", "load_model",
+    "ChatStreamParser", "CheckpointError", "ConfigError", "GenerationError", "GenerationResult",
+    "GenerationStep", "GenerationStream", "K2Model", "K2nbError", "ModelConfig", "RoutingTrace", "Session",
+    "Tokenizer", "TokenizerError", "encode_conversation", "load_model", "load_tokenizer", "render_text",
     "route", "save_checkpoint", "update_selection_bias",
 ]
