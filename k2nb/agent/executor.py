@@ -158,7 +158,9 @@ class LocalExecutor:
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         model_chars: int = DEFAULT_MODEL_CHARS,
         capture_chars: int = DEFAULT_CAPTURE_CHARS,
+        python_style: dict[str, Any] | None = None,
     ):
+        self.python_style = dict(python_style or {})  # error_detail / empty_text of the python tool
         self.timeout_s = timeout_s
         self.model_chars = model_chars
         self.capture_chars = capture_chars
@@ -169,7 +171,11 @@ class LocalExecutor:
         if python:
             self.registry.add(
                 PythonTool(
-                    self.namespace, timeout_s=timeout_s, capture_chars=capture_chars, model_chars=model_chars
+                    self.namespace,
+                    timeout_s=timeout_s,
+                    capture_chars=capture_chars,
+                    model_chars=model_chars,
+                    **self.python_style,
                 )
             )
         for t in self._user_tools:
@@ -189,6 +195,7 @@ class LocalExecutor:
             timeout_s=self.timeout_s,
             model_chars=self.model_chars,
             capture_chars=self.capture_chars,
+            python_style=self.python_style,
         )
 
     def execute(self, call: ToolCallRequest) -> Observation:
@@ -197,7 +204,8 @@ class LocalExecutor:
             return resolved
         tool, args = resolved
         if isinstance(tool, PythonTool):
-            return python_observation(call, tool.run(args["code"]), self.model_chars)
+            result = tool.run(args["code"])
+            return python_observation(call, result, tool.model_text(result))
         out = call_guarded(
             lambda: tool.invoke(args),
             timeout_s=self.timeout_s,
@@ -225,8 +233,9 @@ class LocalExecutor:
         return obs
 
 
-def python_observation(call: ToolCallRequest, result: PythonResult, model_chars: int) -> Observation:
-    """The observation of one python run (shared with executors that run code elsewhere)."""
+def python_observation(call: ToolCallRequest, result: PythonResult, text: str | None = None) -> Observation:
+    """The observation of one python run (shared with executors that run code elsewhere); `text`
+    is what the model reads, by default `result.to_model_text()`."""
     kind: ErrorKind | None = None
     sentence = None
     if result.timed_out:
@@ -236,7 +245,7 @@ def python_observation(call: ToolCallRequest, result: PythonResult, model_chars:
     return Observation(
         call.id,
         call.name,
-        result.to_model_text(model_chars),
+        result.to_model_text() if text is None else text,
         ok=result.ok,
         error_kind=kind,
         error=sentence,

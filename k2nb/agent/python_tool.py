@@ -27,7 +27,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from typing import Any, TextIO
+from typing import Any, Literal, TextIO
 
 from k2nb.agent.tools import Tool
 
@@ -323,11 +323,18 @@ class PythonResult:
     def from_dict(cls, data: dict[str, Any]) -> PythonResult:
         return cls(**data)
 
-    def to_model_text(self, limit: int = DEFAULT_MODEL_CHARS) -> str:
+    def to_model_text(
+        self,
+        limit: int = DEFAULT_MODEL_CHARS,
+        *,
+        error_detail: Literal["traceback", "last_line"] = "traceback",
+        empty_text: str = "(no output)",
+    ) -> str:
         """stdout, then stderr, then the last value, then the error; capped to `limit` chars.
 
         The error goes last and keeps its final line even under the cap: that line ('NameError:
-        name x is not defined') is what the model most needs to read.
+        name x is not defined') is what the model most needs to read. `error_detail="last_line"`
+        and `empty_text=""` give exactly the observations k2-nano's curriculum trains on.
         """
         parts: list[str] = []
         if self.stdout:
@@ -338,8 +345,8 @@ class PythonResult:
             parts.append(self.value)
         body = "\n".join(parts)
         if self.ename is None:
-            return cut_middle(body, limit) if body else "(no output)"
-        error = _short_traceback(self)
+            return cut_middle(body, limit) if body else empty_text
+        error = _short_traceback(self) if error_detail == "traceback" else f"{self.ename}: {self.evalue}"
         if not body:
             return cut_middle(error, limit)
         room = max(limit - len(error) - 1, limit // 2)
@@ -365,12 +372,16 @@ class PythonTool(Tool):
         timeout_s: float | None = DEFAULT_TIMEOUT_S,
         capture_chars: int = DEFAULT_CAPTURE_CHARS,
         model_chars: int = DEFAULT_MODEL_CHARS,
+        error_detail: Literal["traceback", "last_line"] = "traceback",
+        empty_text: str = "(no output)",
         name: str = "python",
     ):
         self.namespace: dict[str, Any] = namespace if namespace is not None else {"__name__": "__main__"}
         self.timeout_s = timeout_s
         self.capture_chars = capture_chars
         self.model_chars = model_chars
+        self.error_detail: Literal["traceback", "last_line"] = error_detail
+        self.empty_text = empty_text
         self.execution_count = 0
 
         def python(code: str) -> PythonResult:
@@ -383,6 +394,12 @@ class PythonTool(Tool):
             return self.run(code)
 
         super().__init__(python, name=name)
+
+    def model_text(self, result: PythonResult) -> str:
+        """What the model reads back for `result`, in this tool's style."""
+        return result.to_model_text(
+            self.model_chars, error_detail=self.error_detail, empty_text=self.empty_text
+        )
 
     def run(self, code: str, *, timeout_s: float | None = None) -> PythonResult:
         """Execute `code`; every failure (syntax, exception, timeout, exit) is in the result."""

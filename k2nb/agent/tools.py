@@ -177,7 +177,9 @@ def parse_docstring(doc: str | None) -> Docstring:
             i += 1
         if section_start is not None:
             summary_end = min(summary_end, section_start)
-    summary = "\n".join(lines[:summary_end]).strip()
+    # Wrapped lines of a paragraph are one sentence to a model; paragraph breaks stay.
+    paragraphs = "\n".join(lines[:summary_end]).strip().split("\n\n")
+    summary = "\n\n".join(" ".join(line.strip() for line in p.splitlines()) for p in paragraphs)
     return Docstring(summary, params)
 
 

@@ -1,0 +1,196 @@
+"""Verification: the built-in checks and the helpers they share with voting.
+
+- `args`: every tool call of the attempt had valid arguments (informative: the model already saw
+  the error observation and usually recovered, so by default it does not trigger a rollback).
+- `grounded`: every number the final answer states came from a tool result or from the user.
+- `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
+  its reasoning announced as a check) ran without error and did not print False.
+- `agreement`: the parallel paths agree on the normalised answer.
+- user checks: `fn(question, trajectory)` → bool, (bool, evidence) or `Verdict`; while a check runs,
+  `trajectory.answer` is the answer under test.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+_NUMBER = re.compile(r"(?<![\w.])[-−]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
+_VERIFY_WORDS = re.compile(r"\b(verif\w*|check\w*|confirm\w*|double[- ]check\w*|sanity)\b", re.IGNORECASE)
+
+
+@dataclass(slots=True)
+class Verdict:
+    """What a user check returns (a bool or `(bool, evidence)` works too)."""
+
+    passed: bool
+    evidence: str = ""
+
+
+UserCheck = Callable[[str, Any], "Verdict | bool | tuple[bool, str]"]
+
+
+def as_verdict(value: Any) -> Verdict:
+    if isinstance(value, Verdict):
+        return value
+    if isinstance(value, tuple) and len(value) == 2:
+        return Verdict(bool(value[0]), str(value[1]))
+    return Verdict(bool(value))
+
+
+@dataclass(slots=True)
+class Number:
+    text: str
+    value: float
+
+    @property
+    def decimals(self) -> int:
+        mantissa = self.text.split("e")[0].split("E")[0]
+        return len(mantissa.split(".")[1]) if "." in mantissa else 0
+
+
+def numbers_in(text: str) -> list[Number]:
+    out = []
+    for m in _NUMBER.finditer(text):
+        raw = m.group().replace("−", "-")
+        try:
+            out.append(Number(m.group(), float(raw.replace(",", ""))))
+        except ValueError:
+            continue
+    return out
+
+
+def _matches(stated: Number, seen: float) -> bool:
+    """`stated` is `seen`, or `seen` rounded to the decimals the answer shows."""
+    if math.isclose(stated.value, seen, rel_tol=1e-9, abs_tol=1e-12):
+        return True
+    return math.isclose(round(seen, stated.decimals), stated.value, rel_tol=1e-9, abs_tol=1e-12)
+
+
+@dataclass(slots=True)
+class Source:
+    """Text the answer may quote numbers from: a tool result (with its node) or a user message."""
+
+    text: str
+    label: str
+    node: str | None = None
+
+
+def grounded(answer: str, sources: Sequence[Source]) -> tuple[str, str, dict[str, Any]]:
+    """(status, evidence, data) of the grounded check."""
+    stated = numbers_in(answer)
+    if not stated:
+        return "passed", "the answer states no numbers", {"numbers": []}
+    index = [(src, [n.value for n in numbers_in(src.text)]) for src in sources]
+    found: list[str] = []
+    missing: list[str] = []
+    for num in stated:
+        hit = next((src for src, values in index if any(_matches(num, v) for v in values)), None)
+        if hit is None:
+            missing.append(num.text)
+        else:
+            found.append(f"{num.text} ({hit.label})")
+    data = {"numbers": [n.text for n in stated], "missing": missing}
+    if missing:
+        where = "any tool result or user message" if sources else "any tool result (no tool was called)"
+        evidence = f"{', '.join(missing)} {'does' if len(missing) == 1 else 'do'} not appear in {where}"
+        if found:
+            evidence += f"; found: {', '.join(found)}"
+        return "failed", evidence, data
+    return "passed", "every number comes from a source: " + ", ".join(found), data
+
+
+@dataclass(slots=True)
+class CallRecord:
+    """One executed call as checks see it."""
+
+    call_id: str
+    name: str
+    code: str | None  # python source, if a python call
+    observation: str
+    ok: bool
+    node: str  # the tool_call node
+    observation_node: str | None = None
+    thinking_before: str = ""
+    valid_args: bool = True
+    error: str | None = None
+
+
+def is_verification(rec: CallRecord) -> bool:
+    """A call that checks rather than computes: an assert, a boolean result, or announced as a check."""
+    if rec.code is not None and re.search(r"\bassert\b", rec.code):
+        return True
+    if rec.observation.strip() in ("True", "False"):
+        return True
+    last_sentence = rec.thinking_before.strip().split("\n")[-1][-200:]
+    return bool(_VERIFY_WORDS.search(last_sentence))
+
+
+def self_verify(records: Sequence[CallRecord]) -> tuple[str, str, str | None]:
+    """(status, evidence, node) of the model's last verification step; pending when there was none."""
+    steps = [r for r in records if is_verification(r)]
+    if not steps:
+        return "pending", "the model ran no verification step", None
+    last = steps[-1]
+    out = last.observation.strip()
+    if not last.ok:
+        return "failed", f"verification call {last.call_id} failed: {_short(last.error or out)}", last.node
+    if out == "False" or out.endswith("\nFalse"):
+        return "failed", f"verification call {last.call_id} printed False", last.node
+    return "passed", f"verification call {last.call_id} passed: {_short(out) or '(no output)'}", last.node
+
+
+def args_check(records: Sequence[CallRecord]) -> tuple[str, str]:
+    bad = [r for r in records if not r.valid_args]
+    if not records:
+        return "passed", "no tool calls"
+    if not bad:
+        return "passed", f"all {len(records)} tool calls had valid arguments"
+    listed = "; ".join(f"{r.call_id}: {_short(r.error or '', 120)}" for r in bad[:3])
+    more = f" (+{len(bad) - 3} more)" if len(bad) > 3 else ""
+    return "failed", f"{len(bad)} of {len(records)} tool calls had invalid arguments: {listed}{more}"
+
+
+def _short(text: str, limit: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_ANSWER_LEAD = re.compile(r"^(the\s+)?(final\s+)?answer\s+is\s*:?\s*", re.IGNORECASE)
+
+
+def normalise_answer(answer: str) -> str:
+    """The key paths vote on: the last number stated (canonical form), else the lowercased text
+    without a leading 'the answer is', markup, extra spaces and final punctuation."""
+    nums = numbers_in(answer)
+    if nums:
+        v = nums[-1].value
+        return str(int(v)) if v.is_integer() and abs(v) < 1e15 else repr(v)
+    text = re.sub(r"[*_`$\\]", "", answer).strip()
+    text = _ANSWER_LEAD.sub("", text)
+    return " ".join(text.lower().split()).rstrip(".!。 ")
+
+
+@dataclass(slots=True)
+class Vote:
+    key: str
+    weight: float
+    paths: list[int]
+    answer: str  # the answer text of the first path voting for it
+
+
+def tally(candidates: Iterable[tuple[int, str | None, float]]) -> list[Vote]:
+    """Votes per normalised answer, best first: (path index, answer or None, weight) in."""
+    votes: dict[str, Vote] = {}
+    for index, answer, weight in candidates:
+        if not answer or not answer.strip():
+            continue
+        key = normalise_answer(answer)
+        vote = votes.setdefault(key, Vote(key, 0.0, [], answer))
+        vote.weight += weight
+        vote.paths.append(index)
+    # heavier first; on a tie more paths, then the earliest path
+    return sorted(votes.values(), key=lambda v: (-v.weight, -len(v.paths), min(v.paths)))
