@@ -497,3 +497,42 @@ def test_end_to_end_through_the_engine(tiny_model: Any) -> None:
     # every generation after the first reused the cached prompt instead of prefilling it again
     assert backend.last_result is not None and backend.last_result.reused_tokens > 0
     json.loads(t.to_json())
+
+
+def test_incremental_prompt_always_equals_a_full_render() -> None:
+    from k2nb.agent.backend import IncrementalPrompt
+    from k2nb.engine.chat import render_text
+
+    inc: IncrementalPrompt[str] = IncrementalPrompt(lambda pieces: [text for text, _ in pieces])
+    tools = [{"type": "function", "function": {"name": "python", "parameters": {}}}]
+
+    def call(i: int) -> dict[str, Any]:
+        fn = {"name": "python", "arguments": "{}"}
+        return {
+            "role": "assistant",
+            "content": "",
+            "reasoning_content": f"r{i}",
+            "tool_calls": [{"id": f"functions.python:{i}", "type": "function", "function": fn}],
+        }
+
+    def result(i: int) -> dict[str, Any]:
+        return {"role": "tool", "tool_call_id": f"functions.python:{i}", "content": str(i)}
+
+    msgs: list[dict[str, Any]] = [{"role": "user", "content": "q"}]
+    history = []
+    for i in range(4):  # grow
+        msgs += [call(i), result(i)]
+        history.append(list(msgs))
+    msgs.append({"role": "assistant", "content": "a", "reasoning_content": "final"})  # retention flips
+    history.append(list(msgs))
+    msgs += [{"role": "user", "content": "again"}, call(4), result(4)]
+    history.append(list(msgs))
+    history.append(msgs[:3] + [{"role": "user", "content": "rolled back"}])  # truncation + new tail
+    history.append([{"role": "system", "content": "s"}, *msgs])  # a new first message
+    for messages in history + history[::-1]:
+        for t in (tools, None):
+            got = "".join(inc.update(messages, t))
+            assert got + "<|im_assistant|>assistant<|im_middle|>" == render_text(messages, t)
+    inc.update(history[0], tools)
+    inc.update(history[1], tools)
+    assert inc.rendered_messages == 2  # only the two new messages were rendered

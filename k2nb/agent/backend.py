@@ -10,6 +10,7 @@ re-encode its conversation from the start at every step.
 from __future__ import annotations
 
 import json
+import operator
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -103,22 +104,40 @@ class IncrementalPrompt(Generic[T]):
     ) -> list[T]:
         tools_key = json.dumps(list(tools or []), sort_keys=True, default=repr)
         first_role = messages[0].get("role") if messages else None
-        keep = keeps_reasoning(messages)
-        start = 0
+        n_old = len(self._messages)
         if tools_key != self._tools_key or first_role != self._first_role:
             self.tokens = self.encode(render_preamble_pieces(messages, tools))
             self._messages, self._keep, self._offsets = [], [], []
             self._tools_key, self._first_role = tools_key, first_role
+            start, keep = 0, keeps_reasoning(messages)
+        elif len(messages) >= n_old and all(map(operator.is_, self._messages, messages)):
+            # The common case, a conversation that only grew: look at the new messages alone, so a
+            # step costs the same at message 600 as at message 6. Retention changes only when a
+            # new final answer (an assistant message without tool calls) appears.
+            old_final = _last_final(self._keep)
+            last_final = old_final
+            for i in range(len(messages) - 1, n_old - 1, -1):
+                m = messages[i]
+                if m.get("role") == "assistant" and not m.get("tool_calls"):
+                    last_final = i
+                    break
+            keep = self._keep + [i > last_final for i in range(n_old, len(messages))]
+            start = n_old
+            if last_final != old_final:
+                for i in range(old_final + 1, n_old):
+                    keep[i] = False
+                start = old_final + 1
         else:
-            n = min(len(self._messages), len(messages))
+            keep = keeps_reasoning(messages)
+            start, n = 0, min(n_old, len(messages))
             while start < n:
                 old, new = self._messages[start], messages[start]
                 if (old is not new and old != new) or self._keep[start] != keep[start]:
                     break
                 start += 1
-            if start < len(self._messages):
-                del self.tokens[self._offsets[start] :]
-                del self._messages[start:], self._keep[start:], self._offsets[start:]
+        if start < len(self._messages):
+            del self.tokens[self._offsets[start] :]
+            del self._messages[start:], self._keep[start:], self._offsets[start:]
         for i in range(start, len(messages)):
             self._offsets.append(len(self.tokens))
             self.tokens.extend(self.encode(render_message_pieces(messages[i], keep[i])))
@@ -137,6 +156,18 @@ class IncrementalPrompt(Generic[T]):
             list(self._offsets),
         )
         return other
+
+
+def _last_final(keep: list[bool]) -> int:
+    """Index of the last final answer: `keep` is False up to it and True after (binary search)."""
+    lo, hi = 0, len(keep)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if keep[mid]:
+            hi = mid
+        else:
+            lo = mid + 1
+    return lo - 1
 
 
 class EngineBackend:

@@ -31,6 +31,7 @@ from k2nb.engine.chat import (
     TOOL_CALLS_SECTION_BEGIN,
     TOOL_CALLS_SECTION_END,
     Piece,
+    parse_tool_call_id,
     tool_call_id,
 )
 
@@ -78,6 +79,19 @@ def fake_tokens(text: str, chunk_chars: int) -> list[str]:
         else:
             out += [part[i : i + chunk_chars] for i in range(0, len(part), chunk_chars)]
     return out
+
+
+def _next_call_index(messages: Sequence[Any]) -> int:
+    """IDX for the next call: one past the last id used (found from the end, so it is O(1) in a long
+    tool loop), or the number of calls so far when that id is not of the K2 form."""
+    for m in reversed(messages):
+        calls = m.get("tool_calls") if m.get("role") == "assistant" else None
+        if calls:
+            try:
+                return parse_tool_call_id(calls[-1]["id"])[1] + 1
+            except (ValueError, KeyError, TypeError):
+                break
+    return sum(len(m.get("tool_calls") or []) for m in messages if m.get("role") == "assistant")
 
 
 class ScriptExhausted(IndexError):
@@ -132,10 +146,7 @@ class ScriptedBackend:
         if callable(item) and not isinstance(item, Turn):
             item = item(prompt)
         if isinstance(item, Turn):
-            n_calls = sum(
-                len(m.get("tool_calls") or []) for m in prompt.messages if m.get("role") == "assistant"
-            )
-            return item.render(n_calls, thinking_open=not prompt.prefix)
+            return item.render(_next_call_index(prompt.messages), thinking_open=not prompt.prefix)
         return item
 
     def stream(

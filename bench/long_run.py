@@ -1,0 +1,183 @@
+"""A 300-tool-call run: per-step latency at steps 10, 100 and 300, and memory, for the scripted
+backend and for the real engine (issue 3, item 8).
+
+Each step is one assistant turn with one `python` call (`acc += i`), so the conversation grows by
+two messages a step. What must hold: the per-step cost stays flat (the prompt is extended on the
+rendered/cached prefix, never re-encoded from the start) and memory grows by a small constant per step.
+
+- scripted: `ScriptedBackend` (K2 text through the real parser, real LocalExecutor, real Trajectory).
+- engine: a random K2-architecture model (k2nb.demo's toy config) behind `EngineBackend`; every step
+  really prefills the new messages on the session's cached prefix and decodes 2 tokens, then the
+  scripted turn text is what the loop parses (a random model does not call tools by itself).
+
+    python bench/long_run.py [--steps 300] [--skip-engine]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import gc
+import json
+import os
+import statistics
+import tempfile
+import time
+import tracemalloc
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from k2nb.agent import LocalExecutor, ScriptedBackend, TrajectoryEvent, Turn
+from k2nb.agent.backend import EngineBackend, GenerationOptions, Prompt, TokenChunk
+from k2nb.agent.loop import Budgets, Conversation, ThinkOptions
+from k2nb.agent.scripted import fake_tokens
+
+MARKS = (10, 100, 300)
+
+
+def rss_mb() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def script(steps: int) -> list[Any]:
+    def step(i: int) -> Any:
+        return Turn(f"Step {i}.", [("python", {"code": f"acc = acc + {i}" if i else "acc = 0"})])
+
+    return [step(i) for i in range(steps)] + [Turn("Done.", answer="acc is the sum.")]
+
+
+class EngineStepBackend:
+    """Real engine work per step (prefill of what is new + 2 decoded tokens), scripted text out."""
+
+    def __init__(self, engine: EngineBackend, scripted: ScriptedBackend):
+        self.engine, self.scripted = engine, scripted
+        self.prefilled: list[int] = []  # prompt tokens that were not in the cache, per step
+        self.reused: list[int] = []
+
+    def stream(self, prompt: Prompt, options: GenerationOptions, cancel: Any = None) -> Iterator[TokenChunk]:
+        routing = None
+        for chunk in self.engine.stream(prompt, GenerationOptions(max_new_tokens=2), cancel):
+            routing = (chunk.experts, chunk.weights)
+        res = self.engine.last_result
+        self.prefilled.append(res.prompt_tokens - res.reused_tokens)
+        self.reused.append(res.reused_tokens)
+        text = self.scripted.next_item(prompt)
+        for piece in fake_tokens(text, 4):
+            yield TokenChunk(piece, 0, None, *(routing or (None, None)))
+
+    def fork(self) -> EngineStepBackend:
+        return EngineStepBackend(self.engine.fork(), self.scripted.fork())
+
+
+def run(backend: Any, steps: int, trace_python_heap: bool) -> dict[str, Any]:
+    marks: dict[int, dict[str, float]] = {}
+    times: list[float] = []
+
+    def on_event(e: TrajectoryEvent) -> None:
+        if e.type == "node_added" and e.node is not None and e.node.kind == "tool_call":
+            times.append(time.perf_counter())
+            n = len(times)
+            if n in MARKS or n == steps:
+                gc.collect()
+                heap = tracemalloc.get_traced_memory()[0] / 2**20 if trace_python_heap else float("nan")
+                marks[n] = {"rss_mb": rss_mb(), "py_heap_mb": heap}
+
+    budgets = Budgets(tool_calls=None, steps=None, think_tokens=None, think_tokens_per_step=None)
+    conv = Conversation(
+        backend,
+        LocalExecutor(timeout_s=10),
+        options=ThinkOptions(budgets=budgets, builtin_checks=("args",)),
+        observers=[on_event],
+    )
+    if trace_python_heap:
+        tracemalloc.start()
+    t0 = time.perf_counter()
+    result = conv.ask("Add up 0..N-1 step by step.")
+    total = time.perf_counter() - t0
+    if trace_python_heap:
+        tracemalloc.stop()
+    assert len(result.tool_calls) == steps, (len(result.tool_calls), result.end_reason)
+    deltas = [b - a for a, b in zip(times, times[1:], strict=False)]  # step k's latency = deltas[k-2]
+
+    def around(k: int) -> float:
+        window = deltas[max(0, k - 6) : k - 1]  # the 5 steps ending at step k
+        return statistics.median(window) * 1e3 if window else float("nan")
+
+    return {
+        "total_s": total,
+        "ms": {k: around(k) for k in MARKS if k <= steps},
+        "mem": marks,
+        "result": result,
+    }
+
+
+def tiny_engine(tmp: Path) -> EngineBackend:
+    import torch
+
+    from k2nb.demo import DEMO_CONFIG
+    from k2nb.engine import K2Model, ModelConfig
+    from k2nb.engine.chat import SPECIAL_MARKERS
+    from k2nb.engine.tokenizer import load_tokenizer
+
+    # byte-level Kimi-format tokenizer: 256 byte tokens, then [BOS], [EOS] and the K2 markers
+    lines = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]
+    (tmp / "tiktoken.model").write_text("\n".join(lines) + "\n")
+    names = ["[BOS]", "[EOS]", *SPECIAL_MARKERS]
+    decoder = {str(256 + i): {"content": n, "special": True} for i, n in enumerate(names)}
+    (tmp / "tokenizer_config.json").write_text(
+        json.dumps({"added_tokens_decoder": decoder, "bos_token": "[BOS]", "eos_token": "[EOS]"})
+    )
+    cfg = dict(DEMO_CONFIG, max_position_embeddings=65536)
+    with torch.device("cpu"):
+        model = K2Model(ModelConfig.from_dict(cfg)).init_weights(std=0.05, seed=0).eval()
+    return EngineBackend(model, tokenizer=load_tokenizer(tmp))
+
+
+def report(name: str, r: dict[str, Any], steps: int) -> None:
+    ms = r["ms"]
+    first = ms.get(10, float("nan"))
+    cols = "  ".join(f"step {k}: {v:7.2f} ms" for k, v in ms.items())
+    ratio = "  ".join(f"{k}/10: {v / first:4.2f}x" for k, v in ms.items() if k != 10)
+    print(f"{name:9s} {cols}   ratios {ratio}   total {r['total_s']:.1f} s")
+    mem = r["mem"]
+    ks = sorted(mem)
+    rss = "  ".join(f"step {k}: {mem[k]['rss_mb']:.0f} MB" for k in ks)
+    heap = "  ".join(f"step {k}: {mem[k]['py_heap_mb']:.2f} MB" for k in ks)
+    print(f"{'':9s} RSS {rss}")
+    if mem[ks[0]]["py_heap_mb"] == mem[ks[0]]["py_heap_mb"]:  # not NaN
+        per_step = (mem[ks[-1]]["py_heap_mb"] - mem[ks[0]]["py_heap_mb"]) * 1024 / max(ks[-1] - ks[0], 1)
+        print(f"{'':9s} Python heap {heap}  (+{per_step:.1f} KB per step)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--skip-engine", action="store_true")
+    args = ap.parse_args()
+
+    scripted = ScriptedBackend(script(args.steps), keep_prompts=False)
+    r = run(scripted, args.steps, trace_python_heap=True)
+    print(f"{args.steps} sequential python tool calls in one run (median of the 5 steps ending at each mark)")
+    report("scripted", r, args.steps)
+    if args.skip_engine:
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = EngineStepBackend(
+            tiny_engine(Path(tmp)), ScriptedBackend(script(args.steps), keep_prompts=False)
+        )
+        r = run(engine, args.steps, trace_python_heap=False)
+    report("engine", r, args.steps)
+    pre, reused = engine.prefilled, engine.reused
+    marks = [k for k in MARKS if k <= len(pre)]
+    print(
+        f"{'':9s} tokens prefilled per step: "
+        + "  ".join(f"step {k}: {pre[k - 1]}" for k in marks)
+        + "   reused from the cache: "
+        + "  ".join(f"step {k}: {reused[k - 1]}" for k in marks)
+    )
+
+
+if __name__ == "__main__":
+    main()
