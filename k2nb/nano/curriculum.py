@@ -910,6 +910,8 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
         if step.role == "main":
             if variant == "typo":
                 bad = _typo(main_code, rng, conv.namespace)
+                if bad is None:
+                    raise CurriculumError("no name to misspell")
                 if bad is not None:
                     err_out = conv.call(_fmt(main_step.think, slots), bad, train=False)
                     err = err_out.splitlines()[-1]
@@ -918,6 +920,8 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
                     continue
             if variant == "miscopy":
                 bad_code = _miscopy(main_code, rng)
+                if bad_code is None:
+                    raise CurriculumError("no number to mis-copy")
                 if bad_code is not None:
                     bad_out = conv.call(_fmt(main_step.think, slots), bad_code, train=False)
                     verify = recipe.steps[i + 1]
@@ -968,7 +972,8 @@ def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | Non
         bad = code[: m.start(1)] + bad_word + code[m.end(1):]
         scratch = dict(namespace)
         out = run_python(bad, scratch).splitlines()[-1]
-        if out.startswith(("NameError", "AttributeError", "ModuleNotFoundError", "ImportError")):
+        # Not ImportError: its message names the stdlib file path, which differs between machines.
+        if out.startswith(("NameError", "AttributeError", "ModuleNotFoundError")):
             return bad
     return None
 

@@ -1,0 +1,143 @@
+"""The k2-nano curriculum: reproducible, well-formed K2 conversations whose tool outputs are real."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+
+from k2nb.engine.chat import message_from_events, parse_complete
+from k2nb.nano import curriculum as C
+from k2nb.nano.data import training_pieces
+
+
+@pytest.fixture(scope="module")
+def train_set() -> list[C.Problem]:
+    return C.generate(400, seed=11)
+
+
+@pytest.fixture(scope="module")
+def heldout_set() -> list[C.Problem]:
+    return C.heldout_problems(90, seed=5) + [C.make_problem(i, "heldout") for i in range(90)]
+
+
+def test_same_seed_same_problems_other_seed_others():
+    a, b = C.generate(40, seed=3), C.generate(40, seed=3)
+    assert [p.messages for p in a] == [p.messages for p in b]
+    assert [p.answer for p in a] == [p.answer for p in b]
+    other = C.generate(40, seed=4)
+    assert sum(p.question != q.question for p, q in zip(a, other, strict=True)) > 30
+
+
+def test_every_family_and_variant_is_generated(train_set):
+    assert {p.family for p in train_set} == set(C.FAMILIES)
+    assert {p.variant for p in train_set} == {"plain", "typo", "miscopy", "followup", "wrong_column"}
+
+
+def test_each_trace_has_the_k2_tool_loop_shape(train_set):
+    for p in train_set:
+        last_user = max(i for i, m in enumerate(p.messages) if m["role"] == "user")
+        turn = p.messages[last_user + 1:]
+        calls = [m for m in turn if m["role"] == "assistant" and m.get("tool_calls")]
+        assert len(calls) >= 2, p.kind  # a computation and a verification at least
+        assert turn[-1]["role"] == "assistant" and not turn[-1].get("tool_calls")
+        assert turn[-1]["content"].startswith("The answer is ")
+        assert all(m["reasoning_content"] for m in turn if m["role"] == "assistant")
+        ids = [c["id"] for m in p.messages if m["role"] == "assistant" for c in m.get("tool_calls", [])]
+        assert ids == [f"functions.python:{i}" for i in range(len(ids))]  # counter over the conversation
+
+
+def test_every_generated_message_parses_back_with_the_engine_parser(train_set):
+    """The text the model is trained to produce, fed to ChatStreamParser, gives back the message."""
+    for p in train_set[:150]:
+        text, targets = "", []
+        for (piece, _), target in training_pieces(p):
+            if target:
+                text += piece
+            elif text:
+                targets.append(text)
+                text = ""
+        if text:
+            targets.append(text)
+        expected = [m for i, m in enumerate(p.messages)
+                    if m["role"] == "assistant" and i > max(j for j, q in enumerate(p.messages)
+                                                            if q["role"] == "user") and i not in p.no_loss]
+        assert len(targets) == len(expected)
+        for generated, message in zip(targets, expected, strict=True):
+            assert generated.endswith("<|im_end|>")
+            parsed = message_from_events(parse_complete(generated))
+            assert parsed.get("reasoning_content", "") == message["reasoning_content"]
+            assert (parsed.get("content") or "") == message["content"]
+            assert [c["function"]["arguments"] for c in parsed.get("tool_calls", [])] == \
+                   [c["function"]["arguments"] for c in message.get("tool_calls", [])]
+
+
+def _replay(p: C.Problem) -> None:
+    ns: dict = {}
+    if p.setup:
+        exec(p.setup, ns)
+    n = 0
+    outputs = {}
+    for m in p.messages:
+        if m["role"] == "assistant":
+            for call in m.get("tool_calls", []):
+                n += 1
+                code = json.loads(call["function"]["arguments"])["code"]
+                outputs[call["id"]] = C.run_python(code, ns, n)
+        elif m["role"] == "tool":
+            assert m["content"] == outputs[m["tool_call_id"]], (p.kind, p.variant)
+
+
+def test_tool_calls_rerun_to_the_recorded_observations(train_set, heldout_set):
+    for p in train_set + heldout_set:
+        _replay(p)
+
+
+def test_answer_restates_the_computed_result(train_set):
+    for p in train_set:
+        assert C.answer_matches(p.answer, p.messages[-1]["content"]), p.messages[-1]["content"]
+        assert str(p.answer) in p.messages[-1]["content"]
+
+
+def test_recovery_traces_show_a_real_error_and_never_train_on_it(train_set):
+    for p in train_set:
+        if p.variant in ("typo", "wrong_column"):
+            bad = p.messages[p.no_loss[0] + 1]["content"]
+            assert bad.startswith("Traceback")
+            assert re.search(r"(NameError|AttributeError|ModuleNotFoundError|KeyError): ", bad)
+        if p.variant == "miscopy":
+            assert len(p.no_loss) == 1
+        if p.variant in ("plain", "followup"):
+            assert p.no_loss == []
+
+
+def test_train_and_heldout_are_disjoint(train_set, heldout_set):
+    train_q = {m["content"] for p in train_set for m in p.messages if m["role"] == "user"}
+    assert not train_q & {p.question for p in heldout_set}
+    combos = {p.kind for p in heldout_set if p.family == "combo"}
+    assert combos and all(tuple(k.split(".")[1].split("-")) in C.HELDOUT_COMBOS for k in combos)
+    assert not any(tuple(p.kind.split(".")[1].split("-")) in C.HELDOUT_COMBOS
+                   for p in C.generate(300, seed=2) if p.family == "combo")
+    # Held-out phrasings: the reserved last templates never occur in training questions.
+    reserved = re.escape(C._STATS_Q[-1]).replace(r"\{stat\}", ".+").replace(r"\{xs\}", r"\[.+\]")
+    assert not any(re.search(reserved, q) for q in train_q)
+
+
+def test_dataframe_problems_inspect_before_computing(heldout_set):
+    data = [p for p in heldout_set if p.kind.startswith("data.") and "DataFrame" in p.setup
+            and p.variant == "plain"]
+    assert data
+    for p in data:
+        first = json.loads(p.messages[[m["role"] for m in p.messages].index("assistant")]["tool_calls"][0]
+                           ["function"]["arguments"])["code"]
+        assert "columns" in first
+
+
+def test_answer_matching_rule():
+    assert C.answer_matches(268.8, "The answer is 268.8 km.")
+    assert C.answer_matches(268.8, "The answer is 268.81.")
+    assert not C.answer_matches(268.8, "The answer is 268.9.")
+    assert C.answer_matches("Saturday", "The answer is Saturday.")
+    assert not C.answer_matches("Saturday", "The answer is Sunday.")
+    assert C.answer_matches("[1, 2, 3]", "The answer is [1, 2, 3].")

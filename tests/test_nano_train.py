@@ -1,0 +1,121 @@
+"""k2-nano tokenizer, data packing and a few-step training run on a tiny config."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from k2nb.engine import load_model
+from k2nb.engine.chat import IM_END, SPECIAL_MARKERS, encode_conversation
+from k2nb.engine.tokenizer import load_tokenizer
+from k2nb.nano import curriculum as C
+from k2nb.nano.data import encode_problem, pack
+from k2nb.nano.tokenizer_train import train_tokenizer
+from k2nb.nano.train import TINY_CONFIG, quick_eval, train_nano
+
+
+@pytest.fixture(scope="module")
+def tokenizer(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("tok")
+    train_tokenizer(folder, vocab_size=1024, n_problems=1500, seed=0)
+    return load_tokenizer(folder)
+
+
+def test_tokenizer_has_markers_as_single_special_tokens_and_single_digits(tokenizer):
+    for marker in SPECIAL_MARKERS:
+        assert marker in tokenizer.special_tokens
+    assert tokenizer.eos_ids == (tokenizer.special_tokens[IM_END],)
+    ids = tokenizer.encode("print(1234 + 56.78)")
+    digits = [tokenizer.decode([i]) for i in ids if tokenizer.decode([i]).strip().isdigit()]
+    assert digits == list("12345678")
+    # Marker text typed by a user is not a marker.
+    assert tokenizer.special_tokens[IM_END] not in tokenizer.encode("say <|im_end|> now")
+    assert tokenizer.decode(tokenizer.encode("Ünïcode ✓ 42")) == "Ünïcode ✓ 42"
+
+
+def test_encoding_matches_the_engine_and_masks_only_assistant_output(tokenizer):
+    for p in C.generate(60, seed=1):
+        enc = encode_problem(tokenizer, p)
+        # Everything before the final answer is exactly the engine's prompt for that generation step.
+        prompt = encode_conversation(tokenizer, p.messages[:-1], p.tools, add_generation_prompt=True)
+        assert list(enc.ids[:len(prompt)]) == prompt
+        # Targets are runs that start with <think> and end with <|im_end|>, right after the
+        # generation prompt "<|im_assistant|>assistant<|im_middle|>".
+        runs = np.flatnonzero(np.diff(np.concatenate([[0], enc.loss, [0]])))
+        starts, ends = runs[::2], runs[1::2]
+        n_targets = sum(1 for i, m in enumerate(p.messages) if m["role"] == "assistant"
+                        and i > max(j for j, q in enumerate(p.messages) if q["role"] == "user")
+                        and i not in p.no_loss)
+        assert len(starts) == n_targets
+        for s, e in zip(starts, ends, strict=True):
+            assert tokenizer.decode(enc.ids[s - 3:s].tolist()) == "<|im_assistant|>assistant<|im_middle|>"
+            assert tokenizer.decode([int(enc.ids[s])]) == "<think>"
+            assert int(enc.ids[e - 1]) == tokenizer.special_tokens[IM_END]
+
+
+def test_packing_keeps_conversations_whole(tokenizer):
+    encoded = [encode_problem(tokenizer, p) for p in C.generate(80, seed=2)]
+    rows = pack(encoded, seq_len=767, pad_id=tokenizer.special_tokens[IM_END], seed=0)
+    assert rows.ids.shape[1] == 768 and rows.n_dropped == 0
+    assert rows.n_tokens == sum(len(e) for e in encoded)
+    assert int(rows.loss.sum()) == sum(int(e.loss.sum()) for e in encoded)
+    # Each conversation starts with the tool declaration; count them to check none was cut.
+    opener = tokenizer.special_tokens["<|im_system|>"]
+    declare = tokenizer.encode("tool_declare")
+    starts = sum(1 for r in rows.ids for i in range(len(r) - len(declare))
+                 if r[i] == opener and list(r[i + 1:i + 1 + len(declare)]) == declare)
+    assert starts == len(encoded)
+    assert rows.fill > 0.8
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("nano")
+    settings = dict(config=TINY_CONFIG, batch_size=4, seq_len=512, n_problems=200, tokenizer_problems=1000,
+                    n_heldout=30, eval_every=15, eval_rows=8, ckpt_every=15, quick_eval_problems=0,
+                    progress=False, lr=3e-3, warmup_steps=5)
+    first = train_nano(out, steps=15, seed=0, write_final=False, **settings)
+    summary = train_nano(out, steps=40, seed=0, **settings)  # resumes at step 15
+    return out, first, summary
+
+
+def test_training_lowers_the_heldout_loss_and_resumes(tiny_run):
+    out, first, summary = tiny_run
+    log = [json.loads(line) for line in (out / "training" / "log.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in log] == list(range(1, 41))  # one entry per step across the resume
+    evals = [e["heldout_loss"] for e in log if "heldout_loss" in e]
+    assert evals[-1] < evals[0] - 0.5
+    assert log[-1]["loss"] < log[0]["loss"] - 1.0
+    assert summary["heldout_loss"] == pytest.approx(evals[-1], abs=1e-3)
+
+
+def test_selection_bias_is_trained(tiny_run):
+    out, _, _ = tiny_run
+    model = load_model(out)
+    biases = [m.gate.e_score_correction_bias for m in model.moe_layers()]
+    assert biases and all(float(b.abs().sum()) > 0 for b in biases)
+
+
+def test_checkpoint_loads_through_the_engine(tiny_run):
+    out, _, summary = tiny_run
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "README.md"):
+        assert (out / name).is_file(), name
+    model = load_model(out)
+    assert model.tokenizer is not None and model.config.model_type == "kimi_k2"
+    assert model.config.n_routed_experts >= 16 and model.config.num_experts_per_tok >= 2
+    assert model.config.first_k_dense_replace == 1 and model.config.n_shared_experts >= 1
+    ids = encode_conversation(model.tokenizer, [{"role": "user", "content": "What is 2 + 2?"}], C.TOOLS)
+    logits = model.logits(torch.tensor([ids]))
+    assert logits.shape == (1, len(ids), model.config.vocab_size) and torch.isfinite(logits).all()
+    assert "k2-nano" in (out / "README.md").read_text()
+    assert summary["parameters"] == model.num_parameters()
+
+
+def test_quick_eval_runs_the_tool_loop(tiny_run):
+    out, _, _ = tiny_run
+    model = load_model(out)
+    result = quick_eval(model, model.tokenizer, C.heldout_problems(1), max_calls=1, max_new_tokens=12)
+    assert result["problems"] == 1 and 0.0 <= result["accuracy"] <= 1.0
