@@ -1,0 +1,121 @@
+"""`VerificationPanel`: the run's checks (status, evidence, node) and the overall verdict."""
+
+from __future__ import annotations
+
+import html
+import pathlib
+import threading
+from typing import TYPE_CHECKING, Any
+
+import anywidget
+import traitlets
+
+from k2nb.widgets.data import KIND_COLORS, VERDICT_TEXT, Throttle, check_rows, verdict
+
+if TYPE_CHECKING:
+    from k2nb.agent.trajectory import Trajectory, TrajectoryEvent
+
+_STATIC = pathlib.Path(__file__).parent / "static"
+_EVENTS = frozenset({"check_added", "check_updated", "node_finished"})  # what can change a verdict
+
+
+class VerificationPanel(anywidget.AnyWidget):
+    """Every `Check` of a trajectory with its status, evidence and node, and the overall verdict
+    (`k2nb.widgets.data.verdict`: checks of rolled-back attempts are shown but superseded).
+
+    Live like the tree: it follows the trajectory's check events, throttled. Clicking a check's
+    node sets ``selected_node`` (a dashboard links it to the tree)."""
+
+    _esm = _STATIC / "verification.js"
+    _css = _STATIC / "verification.css"
+
+    checks = traitlets.List(traitlets.Dict()).tag(sync=True)
+    verdict = traitlets.Unicode("none").tag(sync=True)  # passed | failed | pending | none
+    answer = traitlets.Unicode("").tag(sync=True)
+    selected_node = traitlets.Unicode("").tag(sync=True)
+    kind_colors = traitlets.Dict(dict(KIND_COLORS)).tag(sync=True)
+    title = traitlets.Unicode("Verification").tag(sync=True)
+
+    def __init__(
+        self,
+        trajectory: Trajectory,
+        *,
+        live: bool = True,
+        throttle_s: float = 0.1,
+        static_fallback: bool = True,
+        **kwargs: Any,
+    ):
+        super().__init__(**kwargs)
+        self._trajectory = trajectory
+        self.static_fallback = static_fallback
+        self._push_lock = threading.Lock()
+        self._throttle = Throttle(self._push, throttle_s)
+        self._unsubscribe = trajectory.subscribe(self._on_event) if live else None
+        self._push()
+
+    @property
+    def trajectory(self) -> Trajectory:
+        return self._trajectory
+
+    def _on_event(self, event: TrajectoryEvent) -> None:
+        if event.type in _EVENTS:
+            self._throttle.poke()
+
+    def _push(self) -> None:
+        with self._push_lock, self.hold_sync():
+            self.checks = check_rows(self._trajectory)
+            self.verdict = verdict(self._trajectory)
+            ans = self._trajectory.answer
+            self.answer = "" if ans is None else str(ans)[:2000]
+
+    def flush(self) -> None:
+        """Send pending changes now."""
+        self._throttle.flush()
+
+    def close(self) -> None:
+        self._throttle.cancel()
+        if self._unsubscribe is not None:
+            self._unsubscribe()
+            self._unsubscribe = None
+        super().close()
+
+    def to_html(self) -> str:
+        """The panel as a plain HTML table: the static fallback for nbconvert and GitHub."""
+        return checks_html(self._trajectory)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> tuple[dict, dict] | None:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        if bundle is None or not self.static_fallback:
+            return bundle
+        data, meta = bundle
+        data["text/html"] = self.to_html()
+        return data, meta
+
+    def __repr__(self) -> str:
+        return f"VerificationPanel(checks={len(self.checks)}, verdict={self.verdict!r})"
+
+
+_ICON = {"passed": "✅", "failed": "❌", "pending": "⏳"}
+
+
+def checks_html(trajectory: Trajectory) -> str:
+    """Checks and verdict as a self-contained HTML table (inline styles only: GitHub strips <style>)."""
+    rows = check_rows(trajectory)
+    v = verdict(trajectory)
+    head = (f"<p><strong>Verification: {_ICON.get(v, '•')} {html.escape(VERDICT_TEXT[v])}</strong> "
+            f"({sum(r['status'] == 'passed' for r in rows)} of {len(rows)} checks passed)</p>")
+    if not rows:
+        return head
+    out = [head, "<table>", "<thead><tr><th></th><th>check</th><th>kind</th><th>evidence</th>"
+           "<th>node</th></tr></thead><tbody>"]
+    for r in rows:
+        node = "" if not r["node"] else f"{r['node']} ({r['node_kind']})"
+        style = ' style="opacity:0.55"' if r["superseded"] else ""
+        note = " <em>(superseded by a retry)</em>" if r["superseded"] else ""
+        out.append(
+            f"<tr{style}><td>{_ICON.get(r['status'], '')}</td><td>{html.escape(r['name'])}</td>"
+            f"<td>{html.escape(r['kind'])}</td><td>{html.escape(r['evidence'])}{note}</td>"
+            f"<td>{html.escape(node)}</td></tr>"
+        )
+    out.append("</tbody></table>")
+    return "".join(out)
