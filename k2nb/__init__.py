@@ -23,3 +23,11 @@ def __getattr__(name: str) -> Any:
         module, attr = _LAZY[name]
         return getattr(importlib.import_module(module), attr)
     raise AttributeError(f"module 'k2nb' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """`%load_ext k2nb`: the magics and the notebook's cell channel (imported only here: IPython is
+    not a dependency of the engine)."""
+    from k2nb.magics import load_ipython_extension as load
+
+    load(ipython)

@@ -1,0 +1,351 @@
+"""Run code as a real IPython cell and keep what it produced as nbformat outputs.
+
+A tool call runs through `shell.run_cell(code, store_history=True)`, so it gets an execution count,
+`In`/`Out`/`_` history, IPython's input transformers (magics, `!cmd`), display hooks and tracebacks,
+exactly like a cell the user ran. While it runs, the four ways a cell produces output are redirected
+into an `OutputRecorder` instead of going to the `%%k2think` cell's output area:
+
+* ``sys.stdout`` / ``sys.stderr``       -> ``stream`` outputs (consecutive writes merged)
+* ``shell.display_pub``                  -> ``display_data`` (``display``, plots, widgets, clear_output)
+* the display hook's publishing methods  -> ``execute_result`` (the hook itself still updates ``_``/Out)
+* ``shell._showtraceback``               -> ``error`` (IPython's coloured traceback lines)
+
+Why not `IPython.utils.capture.capture_output`: it flattens execute_result into display data and
+drops the traceback; a notebook cell needs both.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from IPython.core.displaypub import DisplayPublisher
+
+from k2nb.magics.cells import Output
+
+
+class OutputRecorder:
+    """nbformat outputs of one cell, in order. Thread-safe: background threads may print too."""
+
+    def __init__(self, on_change: Callable[[], None] | None = None, capture_chars: int = 200_000):
+        self.outputs: list[Output] = []
+        self._lock = threading.Lock()
+        self.on_change = on_change
+        self.capture_chars = capture_chars  # per stream; a cell printing 10 MB must not fill the notebook
+        self._chars = {"stdout": 0, "stderr": 0}
+        self._dropped = {"stdout": 0, "stderr": 0}
+
+    def snapshot(self) -> list[Output]:
+        with self._lock:
+            return [dict(o) for o in self.outputs]
+
+    def _changed(self) -> None:
+        if self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # noqa: BLE001 - a failed live update must not fail the user's code
+                pass
+
+    def stream(self, name: str, text: str) -> None:
+        if not text:
+            return
+        with self._lock:
+            room = self.capture_chars - self._chars[name]
+            if room <= 0:
+                self._dropped[name] += len(text)
+                return
+            if len(text) > room:
+                self._dropped[name] += len(text) - room
+                text = text[:room]
+            self._chars[name] += len(text)
+            last = self.outputs[-1] if self.outputs else None
+            if last is not None and last["output_type"] == "stream" and last["name"] == name:
+                last["text"] += text
+            else:
+                self.outputs.append({"output_type": "stream", "name": name, "text": text})
+        self._changed()
+
+    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None, transient: dict[str, Any] | None,
+                update: bool) -> bool:
+        """Record a display; False for an update of a display this cell does not hold (pass it on)."""
+        display_id = (transient or {}).get("display_id")
+        out: Output = {"output_type": "display_data", "data": dict(data), "metadata": dict(metadata or {})}
+        with self._lock:
+            held = [o for o in self.outputs if display_id is not None and o.get("_display_id") == display_id]
+            if update and not held:
+                return False
+            for o in held:  # display(..., display_id=X) again, or an update: every copy shows the new data
+                o["data"], o["metadata"] = out["data"], out["metadata"]
+            if not update:
+                if display_id is not None:
+                    out["_display_id"] = display_id
+                self.outputs.append(out)
+        self._changed()
+        return True
+
+    def clear(self, wait: bool) -> None:
+        # `wait=True` clears when the next output arrives; for a recorded cell both mean "start over".
+        with self._lock:
+            self.outputs.clear()
+            self._chars = {"stdout": 0, "stderr": 0}
+        self._changed()
+
+    def result(self, data: dict[str, Any], metadata: dict[str, Any], execution_count: int | None) -> None:
+        with self._lock:
+            self.outputs.append(
+                {
+                    "output_type": "execute_result",
+                    "data": dict(data),
+                    "metadata": dict(metadata or {}),
+                    "execution_count": execution_count,
+                }
+            )
+        self._changed()
+
+    def error(self, ename: str, evalue: str, traceback: list[str]) -> None:
+        with self._lock:
+            self.outputs.append(
+                {"output_type": "error", "ename": ename, "evalue": evalue, "traceback": list(traceback)}
+            )
+        self._changed()
+
+    def final_outputs(self) -> list[Output]:
+        """The outputs as nbformat wants them (private keys removed, a note on dropped text)."""
+        with self._lock:
+            outs = []
+            for o in self.outputs:
+                o = {k: v for k, v in o.items() if not k.startswith("_")}
+                outs.append(o)
+            for name, n in self._dropped.items():
+                if n:
+                    outs.append(
+                        {"output_type": "stream", "name": "stderr",
+                         "text": f"[k2nb: {n} more characters of {name} were not kept]\n"}
+                    )
+            return outs
+
+
+class _RecordingStream:
+    """Stands in for sys.stdout / sys.stderr while a tool cell runs."""
+
+    def __init__(self, name: str, recorder: OutputRecorder, base: Any):
+        self.name = name
+        self.recorder = recorder
+        self.base = base
+
+    def write(self, s: str) -> int:
+        if not isinstance(s, str):
+            raise TypeError(f"write() argument must be str, not {type(s).__name__}")
+        self.recorder.stream(self.name, s)
+        return len(s)
+
+    def writelines(self, lines: Any) -> None:
+        for line in lines:
+            self.write(line)
+
+    def flush(self) -> None:
+        return None
+
+    def isatty(self) -> bool:
+        return False
+
+    @property
+    def encoding(self) -> str:
+        return getattr(self.base, "encoding", "utf-8") or "utf-8"
+
+    def __getattr__(self, name: str) -> Any:  # fileno, errors, ... of the real stream
+        return getattr(self.base, name)
+
+
+class _RecordingPublisher(DisplayPublisher):
+    """Takes the shell's display publisher's place while a tool cell runs."""
+
+    def __init__(self, recorder: OutputRecorder, real: Any, shell: Any):
+        super().__init__(shell=shell)
+        self.recorder = recorder
+        self.real = real
+
+    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, source: Any = None, *,
+                transient: dict[str, Any] | None = None, update: bool = False, **kwargs: Any) -> None:
+        if not self.recorder.display(data, metadata, transient, update):
+            # an update of a display shown elsewhere (an earlier cell, the live view): let it through
+            self.real.publish(data, metadata, transient=transient, update=update, **kwargs)
+
+    def clear_output(self, wait: bool = False) -> None:
+        self.recorder.clear(wait)
+
+    def __getattr__(self, name: str) -> Any:  # register_hook, session, ... of the real publisher
+        return getattr(self.real, name)
+
+
+@dataclass(slots=True)
+class CellRun:
+    """What running one tool cell gave."""
+
+    execution_count: int
+    outputs: list[Output] = field(default_factory=list)
+    ename: str | None = None
+    evalue: str | None = None
+    traceback: list[str] = field(default_factory=list)
+    interrupted: bool = False  # KeyboardInterrupt (the stop button) hit the cell
+    timed_out: bool = False
+    duration_s: float = 0.0
+    result: Any = None  # IPython's ExecutionResult
+
+    @property
+    def ok(self) -> bool:
+        return self.ename is None
+
+
+@contextmanager
+def recording(shell: Any, recorder: OutputRecorder) -> Iterator[OutputRecorder]:
+    """Redirect every output channel of `shell` into `recorder` for the duration."""
+    hook = shell.displayhook
+    saved_out, saved_err, saved_hook_sys = sys.stdout, sys.stderr, sys.displayhook
+    saved_pub = shell.display_pub
+    patched: list[str] = []
+
+    def write_output_prompt() -> None:
+        return None
+
+    def write_format_data(format_dict: dict[str, Any], md_dict: dict[str, Any] | None = None) -> None:
+        recorder.result(format_dict, md_dict or {}, getattr(hook, "prompt_count", shell.execution_count))
+
+    def finish_displayhook() -> None:
+        if hasattr(hook, "msg"):
+            hook.msg = None
+
+    def show_traceback(etype: type[BaseException], evalue: BaseException, stb: list[str]) -> None:
+        recorder.error(getattr(etype, "__name__", str(etype)), str(evalue), stb)
+
+    for name, fn in (("write_output_prompt", write_output_prompt), ("write_format_data", write_format_data),
+                     ("finish_displayhook", finish_displayhook)):
+        setattr(hook, name, fn)
+        patched.append(name)
+    shell._showtraceback = show_traceback
+    shell.display_pub = _RecordingPublisher(recorder, saved_pub, shell)
+    sys.stdout = _RecordingStream("stdout", recorder, saved_out)
+    sys.stderr = _RecordingStream("stderr", recorder, saved_err)
+    # A nested run_cell keeps the outer cell's display trap, i.e. whatever sys.displayhook is now.
+    sys.displayhook = hook
+    try:
+        yield recorder
+    finally:
+        sys.stdout, sys.stderr, sys.displayhook = saved_out, saved_err, saved_hook_sys
+        shell.display_pub = saved_pub
+        del shell._showtraceback  # back to the class's method
+        for name in patched:
+            try:
+                delattr(hook, name)
+            except AttributeError:
+                pass
+
+
+class ToolCellTimeout(BaseException):
+    """Raised inside a tool cell that ran past its time limit. A BaseException, so that the user's
+    `except Exception:` does not swallow it; IPython shows it as the cell's traceback."""
+
+
+@contextmanager
+def time_limit(timeout_s: float | None) -> Iterator[list[bool]]:
+    """Raise `ToolCellTimeout` in this (the kernel's main) thread after `timeout_s`.
+
+    SIGALRM, not a watchdog thread: a signal also interrupts blocking calls such as `time.sleep`
+    or a socket read, which an asynchronous exception injected from another thread cannot. Off the
+    main thread (or where SIGALRM does not exist) the limit is not enforced. The yielded list holds
+    one flag, set when the limit fired.
+    """
+    fired = [False]
+    if not timeout_s or timeout_s <= 0:
+        yield fired
+        return
+    import signal
+
+    if not hasattr(signal, "SIGALRM") or threading.current_thread() is not threading.main_thread():
+        yield fired
+        return
+    armed = [True]
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        if armed[0]:
+            armed[0] = False
+            fired[0] = True
+            raise ToolCellTimeout(f"the cell ran past the {timeout_s:g} s limit of a tool call")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, timeout_s)
+    try:
+        yield fired
+    finally:
+        armed[0] = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def run_tool_cell(
+    shell: Any,
+    code: str,
+    *,
+    timeout_s: float | None = None,
+    on_change: Callable[[OutputRecorder], None] | None = None,
+    capture_chars: int = 200_000,
+    outer_count: int | None = None,
+) -> CellRun:
+    """Run `code` as a cell of `shell` with its own execution count; outputs recorded, never raised.
+
+    `outer_count` is the execution count of the `%%k2think` cell this runs inside: a nested run_cell
+    would otherwise reuse it (IPython increments the count only at the end of a cell), which would
+    make two history entries with one number.
+    """
+    if outer_count is not None and shell.execution_count <= outer_count:
+        shell.execution_count = outer_count + 1
+    count = shell.execution_count
+    recorder = OutputRecorder(capture_chars=capture_chars)
+    if on_change is not None:
+        recorder.on_change = lambda: on_change(recorder)
+    run = CellRun(execution_count=count)
+    started = time.monotonic()
+    with _held_ui_poll_hooks(shell), recording(shell, recorder):
+        with time_limit(timeout_s) as fired:
+            try:
+                result = shell.run_cell(code, store_history=True)
+            except ToolCellTimeout:  # fired between IPython's own handlers: still a timeout of this cell
+                result = None
+                recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
+    run.duration_s = time.monotonic() - started
+    run.result = result
+    run.timed_out = fired[0]
+    err = None
+    if result is not None:
+        err = result.error_before_exec or result.error_in_exec
+    if err is not None:
+        run.ename, run.evalue = type(err).__name__, str(err)
+        run.interrupted = isinstance(err, KeyboardInterrupt)
+    elif result is None:
+        run.ename, run.evalue = "ToolCellTimeout", "the cell ran past its time limit and was stopped"
+    run.outputs = recorder.final_outputs()
+    for out in run.outputs:
+        if out["output_type"] == "error" and run.ename is not None:
+            run.traceback = list(out.get("traceback") or [])
+    return run
+
+
+@contextmanager
+def _held_ui_poll_hooks(shell: Any) -> Iterator[None]:
+    """jupyter-ui-poll replays the execute_requests it deferred on the next `post_run_cell` event,
+    meant to be the end of the polling cell. A tool cell run inside that cell fires the event too, so
+    its callbacks are taken off while the tool cell runs."""
+    callbacks = shell.events.callbacks.get("post_run_cell", [])
+    held = [cb for cb in callbacks if getattr(getattr(cb, "__self__", None), "__module__", "").startswith(
+        "jupyter_ui_poll")]
+    for cb in held:
+        callbacks.remove(cb)
+    try:
+        yield
+    finally:
+        callbacks.extend(cb for cb in held if cb not in callbacks)
