@@ -103,7 +103,19 @@ def _demo(sub: argparse._SubParsersAction) -> None:
 
 
 # Subcommands that live beside their layer (think, eval, train-nano, kernel, lab register here too).
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_demo]
+def _notebook(sub: argparse._SubParsersAction) -> None:
+    from .kernels.cli import register
+
+    register(sub)
+
+
+def _nano(sub: argparse._SubParsersAction) -> None:  # `k2nb eval` and `k2nb train-nano`
+    from .nano.eval import register
+
+    register(sub)
+
+
+_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_demo, _notebook, _nano]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,6 +5,7 @@ It registers the cell channel to the JupyterLab extension (tool calls as real ce
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 from k2nb.magics.cells import CellChannel, channel, current_cell_id
@@ -26,6 +27,10 @@ _LOADED: set[int] = set()
 
 def load_ipython_extension(ipython: Any) -> None:
     channel().register()
+    if os.environ.get("K2NB_WARM") == "1":  # set by the k2nb kernelspec: load the model meanwhile
+        from k2nb.kernels import warm
+
+        warm.start()
     try:
         from k2nb.magics.magics import register_magics
     except ImportError:  # the magics need the agent's loop; the cell channel works without it

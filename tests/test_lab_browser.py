@@ -1,0 +1,150 @@
+"""Real browser: JupyterLab + the k2nb extension insert a run's tool calls as real cells.
+
+A cell calls `run_tool_calls` (the same NotebookExecutor + cell channel path a `%%k2think` run uses,
+without a model), and the test watches the notebook in headless Chromium: the cells appear below the
+running cell one by one while it runs, in order, with their outputs (a stream, rich HTML, a traceback,
+a stream that grows while the cell runs), are saved in the .ipynb, and a re-run replaces them.
+Screenshots go to test-artifacts/.
+"""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from lab_harness import (
+    browser_page,
+    cells,
+    chromium_missing_reason,
+    lab_server,
+    open_notebook,
+    run_all,
+    screenshot,
+    wait_idle,
+)
+
+reason = chromium_missing_reason()
+pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
+
+TOOL_CODES = [
+    "import math\nrows = [(n, math.factorial(n)) for n in range(1, 6)]\nprint(rows)",
+    "from IPython.display import HTML\nHTML('<b id=\"k2nb-rich\">rich output from a tool cell</b>')",
+    "1 / 0",
+    "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\nsum(n for n, _ in rows)",
+]
+
+RUN_CELL = (
+    "from k2nb.magics import run_tool_calls\n"
+    f"obs = run_tool_calls({TOOL_CODES!r})\n"
+    "[o.ok for o in obs]"
+)
+
+
+@pytest.fixture(scope="module")
+def server():
+    with lab_server() as s:
+        yield s
+
+
+def k2nb_cells(nb: list[dict]) -> list[dict]:
+    return [c for c in nb if "k2nb" in (c["metadata"] or {})]
+
+
+def test_tool_calls_become_real_cells(server):
+    server.write_notebook(
+        "cells.ipynb",
+        [
+            ("markdown", "# k2nb: tool calls as real cells"),
+            ("code", "%load_ext k2nb"),
+            ("code", RUN_CELL),
+            ("code", "print('the cell after the run')"),
+        ],
+    )
+    with browser_page() as page:
+        open_notebook(page, server, "cells.ipynb")
+        assert page.evaluate("() => window.k2nb && window.k2nb.version") == "0.1.0"
+        anchor_id = cells(page)[2]["id"]
+        run_all(page)
+
+        # Watch the run: cells must appear while it goes on, and the last one's output must grow.
+        seen_counts: list[int] = []
+        tick_snapshots: set[str] = set()
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            nb = cells(page)
+            tools = k2nb_cells(nb)
+            if not seen_counts or seen_counts[-1] != len(tools):
+                seen_counts.append(len(tools))
+            if len(tools) == 4:
+                text = "".join(o.get("text", "") for o in tools[3]["outputs"] if o["output_type"] == "stream")
+                tick_snapshots.add(text)
+                if any(o["output_type"] == "execute_result" for o in tools[3]["outputs"]):
+                    break
+            time.sleep(0.1)
+        wait_idle(page)
+        time.sleep(0.5)
+        shot = screenshot(page, "lab_tool_cells.png")
+        nb = cells(page)
+
+        # in order, right below the running cell, before the next cell
+        sources = [c["source"] for c in nb]
+        assert sources[2] == RUN_CELL
+        assert sources[3:7] == TOOL_CODES, sources
+        assert sources[7] == "print('the cell after the run')"
+        # inserted one by one while the run went on (not all at the end)
+        assert seen_counts[:1] == [0] and 4 in seen_counts and len(set(seen_counts)) >= 3, seen_counts
+        # the slow cell's stdout was visible before it finished
+        assert any("tick 0" in t and "tick 3" not in t for t in tick_snapshots), tick_snapshots
+
+        tools = nb[3:7]
+        counts = [c["execution_count"] for c in tools]
+        assert all(isinstance(n, int) for n in counts) and counts == sorted(counts) and len(set(counts)) == 4
+        assert nb[2]["execution_count"] > counts[-1]  # the run's own cell ends after its tools
+        for c in tools:
+            meta = c["metadata"]["k2nb"]
+            assert meta["anchor"] == anchor_id and meta["tool"] == "python"
+            assert c["tagged"], "the extension marks inserted cells"
+        assert tools[0]["outputs"][0]["text"].startswith("[(1, 1), (2, 2), (3, 6)")
+        assert tools[1]["outputs"][0]["output_type"] == "execute_result"
+        assert "rich output" in tools[1]["outputs"][0]["data"]["text/html"]
+        err = tools[2]["outputs"][0]
+        assert err["output_type"] == "error" and err["ename"] == "ZeroDivisionError"
+        assert tools[2]["metadata"]["k2nb"]["ok"] is False
+        assert tools[3]["outputs"][-1]["data"]["text/plain"] == "15"  # `rows` from call 1: same namespace
+        # the run cell shows what the model read back; the run went on past the error
+        run_out = nb[2]["outputs"]
+        assert run_out and run_out[-1]["data"]["text/plain"] == "[True, True, False, True]"
+        assert "the cell after the run" in nb[7]["outputs"][0]["text"]
+
+        # rendered in the page: rich HTML, the traceback, the marker class
+        assert page.locator("#k2nb-rich").is_visible()
+        assert page.locator(".jp-Cell.k2nb-tool-cell").count() == 4
+        assert page.locator(".k2nb-tool-cell .jp-OutputArea-output[data-mime-type="
+                            "'application/vnd.jupyter.stderr']").count() >= 1
+        assert shot.exists()
+
+        # saved like any cell
+        page.evaluate("() => window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+        import nbformat
+
+        saved = nbformat.read(server.root / "cells.ipynb", as_version=4)
+        saved_tools = [c for c in saved.cells if "k2nb" in c.metadata]
+        assert [c.source for c in saved_tools] == TOOL_CODES
+        assert saved_tools[2].outputs[0].output_type == "error"
+
+        # re-running the cell replaces its tool cells instead of stacking a second set
+        page.evaluate("""() => { const p = window.jupyterapp.shell.currentWidget;
+                                 p.content.activeCellIndex = 2;
+                                 window.jupyterapp.commands.execute('notebook:run-cell'); }""")
+        wait_idle(page)
+        page.wait_for_function("""() => { const m = window.jupyterapp.shell.currentWidget.content.model;
+            for (let i = 0; i < m.cells.length; i++) { const c = m.cells.get(i);
+              if (c.getMetadata('k2nb') && c.toJSON().execution_count === null) return false; }
+            return true; }""")
+        nb2 = cells(page)
+        again = k2nb_cells(nb2)
+        assert [c["source"] for c in again] == TOOL_CODES
+        assert min(c["execution_count"] for c in again) > max(counts)
+        screenshot(page, "lab_tool_cells_rerun.png")
