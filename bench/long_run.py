@@ -10,7 +10,7 @@ rendered/cached prefix, never re-encoded from the start) and memory grows by a s
   really prefills the new messages on the session's cached prefix and decodes 2 tokens, then the
   scripted turn text is what the loop parses (a random model does not call tools by itself).
 
-    python bench/long_run.py [--steps 300] [--skip-engine]
+    python bench/long_run.py [--steps 300] [--engine-steps N] [--skip-engine]
 """
 
 from __future__ import annotations
@@ -116,6 +116,7 @@ def run(backend: Any, steps: int, trace_python_heap: bool) -> dict[str, Any]:
 def tiny_engine(tmp: Path) -> EngineBackend:
     import torch
 
+    torch.set_num_threads(1)  # a tiny model gains nothing from threads; on a shared box they thrash
     from k2nb.demo import DEMO_CONFIG
     from k2nb.engine import K2Model, ModelConfig
     from k2nb.engine.chat import SPECIAL_MARKERS
@@ -129,10 +130,11 @@ def tiny_engine(tmp: Path) -> EngineBackend:
     (tmp / "tokenizer_config.json").write_text(
         json.dumps({"added_tokens_decoder": decoder, "bos_token": "[BOS]", "eos_token": "[EOS]"})
     )
-    cfg = dict(DEMO_CONFIG, max_position_embeddings=65536)
+    tokenizer = load_tokenizer(tmp)
+    cfg = dict(DEMO_CONFIG, max_position_embeddings=65536, vocab_size=tokenizer.vocab_size)
     with torch.device("cpu"):
         model = K2Model(ModelConfig.from_dict(cfg)).init_weights(std=0.05, seed=0).eval()
-    return EngineBackend(model, tokenizer=load_tokenizer(tmp))
+    return EngineBackend(model, tokenizer=tokenizer)
 
 
 def report(name: str, r: dict[str, Any], steps: int) -> None:
@@ -154,6 +156,9 @@ def report(name: str, r: dict[str, Any], steps: int) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument(
+        "--engine-steps", type=int, default=None, help="steps of the engine run (default --steps)"
+    )
     ap.add_argument("--skip-engine", action="store_true")
     args = ap.parse_args()
 
@@ -163,12 +168,11 @@ def main() -> None:
     report("scripted", r, args.steps)
     if args.skip_engine:
         return
+    steps = args.engine_steps or args.steps
     with tempfile.TemporaryDirectory() as tmp:
-        engine = EngineStepBackend(
-            tiny_engine(Path(tmp)), ScriptedBackend(script(args.steps), keep_prompts=False)
-        )
-        r = run(engine, args.steps, trace_python_heap=False)
-    report("engine", r, args.steps)
+        engine = EngineStepBackend(tiny_engine(Path(tmp)), ScriptedBackend(script(steps), keep_prompts=False))
+        r = run(engine, steps, trace_python_heap=False)
+    report("engine", r, steps)
     pre, reused = engine.prefilled, engine.reused
     marks = [k for k in MARKS if k <= len(pre)]
     print(
