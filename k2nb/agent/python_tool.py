@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import ast
 import ctypes
-import itertools
 import linecache
 import sys
 import threading
@@ -305,6 +304,9 @@ class PythonResult:
     ename: str | None = None
     evalue: str | None = None
     traceback: list[str] = field(default_factory=list)
+    # What the model reads of an error: the cell's own frames and the error line, without library
+    # frames or chained exceptions (the full `traceback` stays in the trajectory and the notebook).
+    model_traceback: str = ""
     timed_out: bool = False
     abandoned: bool = False
     stdout_chars: int = 0
@@ -356,10 +358,9 @@ class PythonResult:
 def _short_traceback(r: PythonResult) -> str:
     if r.timed_out:
         return f"{r.ename}: {r.evalue}"
-    return "".join(r.traceback).rstrip("\n") or f"{r.ename}: {r.evalue}"
+    return r.model_traceback or "".join(r.traceback).rstrip("\n") or f"{r.ename}: {r.evalue}"
 
 
-_counter = itertools.count(1)
 
 
 class PythonTool(Tool):
@@ -405,7 +406,8 @@ class PythonTool(Tool):
         """Execute `code`; every failure (syntax, exception, timeout, exit) is in the result."""
         self.execution_count += 1
         result = PythonResult(code=code, execution_count=self.execution_count)
-        filename = f"<k2nb-python-{next(_counter)}>"
+        # Numbered per tool (one per conversation), like notebook cells; k2-nano trains on this format.
+        filename = f"<k2nb-python-{self.execution_count}>"
         try:
             body, last = _compile(code, filename)
         except SyntaxError as exc:
@@ -447,6 +449,7 @@ class PythonTool(Tool):
             exc = out.exception
             result.ename, result.evalue = type(exc).__name__, str(exc)
             result.traceback = format_user_traceback(exc)
+            result.model_traceback = format_cell_traceback(exc, filename)
         else:
             result.value = out.value
         return result
@@ -460,6 +463,14 @@ def _compile(code: str, filename: str) -> tuple[Any, Any]:
         last = ast.Expression(tree.body.pop().value)
     body = compile(tree, filename, "exec")
     return body, (compile(last, filename, "eval") if last is not None else None)
+
+
+def format_cell_traceback(exc: BaseException, filename: str) -> str:
+    """The traceback restricted to the frames of the cell `filename`, chained exceptions left out."""
+    te = traceback.TracebackException.from_exception(exc)
+    te.stack = traceback.StackSummary.from_list([f for f in te.stack if f.filename == filename])
+    te.__cause__ = te.__context__ = None
+    return "".join(te.format()).rstrip("\n")
 
 
 def format_user_traceback(exc: BaseException) -> list[str]:
