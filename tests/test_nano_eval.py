@@ -1,0 +1,213 @@
+"""`k2nb eval`'s metrics, checked against scripted models whose every number is known in advance.
+
+The model is `ScriptedBackend` (the agent's test double); the loop, the chat parser, the python tool
+and the checks are the real ones, so each trace goes through exactly what a k2-nano run goes through.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pytest
+
+from k2nb.agent import LocalExecutor, ScriptedBackend, ToolCallRequest, Turn
+from k2nb.nano import curriculum
+from k2nb.nano import eval as E
+
+# arithmetic 77, percent 491.3, interest 1394.11, units 1380: four numeric answers
+PROBLEMS = curriculum.heldout_problems(4)
+
+
+def call(code: str, think: str = "Compute it.") -> Turn:
+    return Turn(think=think, calls=[("python", {"code": code})])
+
+
+def answer(value: object) -> Turn:
+    return Turn(think="Done.", answer=f"The answer is {value}.")
+
+
+def wrong(p: curriculum.Problem, by: int = 1) -> float:
+    return round(float(p.answer) + by, 2)
+
+
+def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
+    a, w = p.answer, wrong(p)
+    if condition == "tools":
+        return [
+            # correct, verified by a check (assert, prints True)
+            [call(f"print({a!r})"), call(f"assert {a!r} == {a!r}\nprint(True)", "Now this."), answer(a)],
+            # wrong, verified by a recomputation (other code, same value, no check words)
+            [call(f"print({w!r})"), call(f"print({w!r} + 0)", "Another way."), answer(w)],
+            # correct, no verification
+            [call(f"print({a!r})"), answer(a)],
+            # a malformed call (not JSON), then a valid one; correct, no verification
+            [Turn(think="Compute.", calls=[("python", '{"code": print(1)}')]), call(f"print({a!r})"),
+             answer(a)],
+        ][i]
+    if condition == "injected":
+        return [
+            [call(f"print({a!r})"), call(f"print({a!r})", "Run it again."), answer(a)],  # recovers
+            [call(f"print({a!r})"), Turn(answer="The answer is unknown.")],  # gives up
+            [call(f"print({a!r})"), call(f"print({w!r})"), answer(w)],  # retries, answers wrong
+            # no call, so the injection never fires; the ungrounded answer is rolled back twice
+            [answer(a)] * 3,
+        ][i]
+    if condition == "no_tools":
+        return [
+            [answer(a)],
+            [answer(a)],
+            [answer(w)],
+            [call(f"print({a!r})"), answer(a)],  # calls an undeclared tool, then answers
+        ][i]
+    # paths: 8 paths of (call, answer); C correct, 1/2 wrong values
+    plans = ["1CC2C1CC", "CCCCCCCC", "11111111", "C11222CC"]
+    values = {"C": a, "1": w, "2": wrong(p, 2)}
+    out = []
+    for ch in plans[i]:
+        out += [call(f"print({values[ch]!r})"), answer(values[ch])]
+    return out
+
+
+def backend_for(i: int, p: curriculum.Problem, condition: str) -> ScriptedBackend:
+    return ScriptedBackend(scripts(i, p, condition), n_layers=2, top_k=2, n_experts=8)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return E.evaluate(PROBLEMS, backend_for, paths=[1, 2, 4, 8], progress=False, model="scripted")
+
+
+def test_accuracy_valid_calls_and_verification(report):
+    assert report["accuracy"] == 0.75
+    assert report["tool_calls"] == {"total": 7, "valid": 6, "per_run": 1.75}
+    assert report["valid_tool_call_rate"] == round(6 / 7, 4)
+    assert report["verification_rate"] == 0.5
+    assert report["verification_rules"] == {"check": 1, "recompute": 1, "announced": 0}
+    runs = [r for r in report["runs"] if r["condition"] == "tools"]
+    assert [r["verification"] for r in runs] == ["check", "recompute", None, None]
+    assert [r["correct"] for r in runs] == [True, False, True, True]
+    assert report["end_reasons"]["tools"] == {"answer": 4}
+
+
+def test_recovery_after_injected_failure(report):
+    assert report["recovery"] == {"runs": 4, "injected": 3, "retried": 2, "recovered": 1, "accuracy": 0.5}
+    assert report["recovery_rate"] == round(1 / 3, 4)
+
+
+def test_accuracy_without_tools_and_vs_paths(report):
+    assert report["accuracy_no_tools"] == 0.75
+    s = report["scaling"]
+    assert s["paths"] == [1, 2, 4, 8] and s["temperature"] == 1.0
+    # per problem, voted correct at k = 1, 2, 4, 8: [0,0,1,1], [1,1,1,1], [0,0,0,0], [1,1,0,1]
+    assert s["accuracy"] == [0.5, 0.5, 0.5, 0.75]
+    assert s["pass_at_k"] == [0.5, 0.75, 0.75, 0.75]
+    assert s["mean_path_accuracy"] == 0.5
+    assert report["targets"]["voting_beats_one_path"]["met"]
+    assert not report["targets"]["accuracy"]["met"]
+
+
+def test_vote_prefix_is_what_fewer_paths_return():
+    """The first k paths of an 8-path run vote like a k-path run of the same script."""
+    p = PROBLEMS[0]
+    eight = E.run_problem(p, backend_for(3, p, "paths"), condition="paths", paths=8, temperature=1.0)
+    items = scripts(3, p, "paths")
+    for k in (1, 2, 4):
+        alone = E.run_problem(p, ScriptedBackend(items[: 2 * k]), condition="paths", paths=k, temperature=1.0)
+        assert E.vote_prefix(eight, k) == alone.answer
+
+
+def test_injected_failure_is_a_real_nameerror_and_leaves_the_namespace_alone():
+    ns: dict = {"__name__": "__main__", "xs": [1, 2, 3]}
+    ex = E.FailFirstCall(LocalExecutor(namespace=ns))
+    first = ex.execute(ToolCallRequest("functions.python:0", "python", "", {"code": "s = sum(xs)\nprint(s)"}))
+    assert not first.ok and first.data["injected"] == "nameerror"
+    assert "NameError" in first.text and "'sum'" in first.text and "s = sum(xs)" in first.text
+    assert set(ns) == {"__name__", "xs"}  # the failed run touched a scratch copy only
+    second = ex.execute(
+        ToolCallRequest("functions.python:1", "python", "", {"code": "s = sum(xs)\nprint(s)"}))
+    assert second.ok and second.text == "6" and ns["s"] == 6
+    assert E.first_loaded_name("import math\ny = 2\nprint(math.sqrt(y), df)") == "print"
+    assert E.first_loaded_name("y = 2\nz = y + q") == "q"
+
+    transient = E.FailFirstCall(LocalExecutor(), mode="transient")
+    obs = transient.execute(ToolCallRequest("functions.python:0", "python", "", {"code": "print(1)"}))
+    assert not obs.ok and "did not run" in obs.text
+    assert transient.execute(ToolCallRequest("functions.python:1", "python", "", {"code": "print(1)"})).ok
+
+
+def test_setup_code_runs_in_the_namespace_first():
+    p = next(q for q in curriculum.heldout_problems(9) if q.family == "data")
+    script = [call("print(df.columns.tolist())"), answer("x")]
+    result = E.run_problem(p, ScriptedBackend(script))
+    assert result.tool_calls[0]["ok"] and "region" in result.tool_calls[0]["observation"]
+
+
+def test_token_classes_and_load_balance():
+    assert E.classify_token("<|tool_call_begin|>", "tool_call") == "tool_marker"
+    assert E.classify_token("<think>", "thinking") == "marker"
+    assert E.classify_token("7", "tool_call") == "digit"
+    assert E.classify_token(" 7", "answer") == "digit"
+    assert E.classify_token("print", "tool_call") == "code"
+    assert E.classify_token(" answer", "answer") == "word"
+    assert E.classify_token(".", "answer") == "other"
+
+    p = PROBLEMS[0]
+    texts: dict[int, str] = {}
+    backend = E.TextRecordingBackend(backend_for(0, p, "tools"), texts)
+    result = E.run_problem(p, backend)
+    tally = E.RoutingTally(8, [1, 2])
+    tally.add(result, texts)
+    s = tally.summary()
+    # two tool turns, each: section begin, call begin, argument begin, call end, section end
+    assert s["classes"]["tool_marker"]["tokens"] == 10
+    assert sum(c["tokens"] for c in s["classes"].values()) == len(result.routing)
+    counts = result.routing.expert_counts(8)  # [L, E]
+    for layer, b in zip([1, 2], s["load_balance"], strict=True):
+        assert b["layer"] == layer
+        assert b["max_over_mean"] == round(float(counts[layer - 1].max() / counts[layer - 1].mean()), 3)
+    top = s["classes"]["code"]["layers"][0]["top"][0]
+    assert 0 <= top["expert"] < 8 and 0 < top["share"] <= 1 and top["lift"] > 0
+
+
+def test_report_files_have_every_field(report, tmp_path):
+    files = E.write_report(json.loads(json.dumps(report, default=str)), tmp_path / "eval")
+    assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    data = json.loads(files["json"].read_text())
+    for key in ("settings", "n_problems", "accuracy", "accuracy_by_family", "valid_tool_call_rate",
+                "tool_calls", "verification_rate", "verification_rules", "recovery_rate", "recovery",
+                "accuracy_no_tools", "scaling", "end_reasons", "experts", "wall_s", "wall_s_by_condition",
+                "definitions", "targets", "runs", "files"):
+        assert key in data, key
+    assert "0.01 absolute" in data["settings"]["tolerance"]
+    assert set(data["experts"]["classes"]) >= {"digit", "word", "code", "tool_marker"}
+    assert len(data["runs"]) == 16 and data["wall_s"] >= 0
+    text = E.format_report(data)
+    assert "recovery after injected failure  33.3%" in text and "wrote" in text
+
+
+def test_cli_arguments():
+    ap = argparse.ArgumentParser()
+    E.register(ap.add_subparsers(dest="command"))
+    args = ap.parse_args(["eval", "--paths", "8,1,2", "--limit", "5"])
+    assert args.paths == [1, 2, 8] and args.limit == 5 and args.func is E.cmd_eval
+    assert ap.parse_args(["eval"]).limit == E.DEFAULT_LIMIT
+    args = ap.parse_args(["train-nano", "--out", "x", "--steps", "3"])
+    assert args.steps == 3 and args.func is E.cmd_train_nano
+    with pytest.raises(SystemExit):
+        ap.parse_args(["eval", "--paths", "0,2"])
+    from k2nb.engine.errors import CheckpointError
+
+    with pytest.raises(CheckpointError, match="no model.safetensors"):
+        E._model_path("/nonexistent/k2-nano")
+
+
+def test_expert_summary_counts_every_selection():
+    tally = E.RoutingTally(4, [1])
+    tally.counts["digit"] = np.array([[3, 1, 0, 0]])
+    tally.counts["word"] = np.array([[0, 1, 3, 0]])
+    tally.tokens = {"digit": 2, "word": 2}
+    s = tally.summary(top=1)
+    assert s["classes"]["digit"]["layers"][0]["top"] == [{"expert": 0, "share": 0.75, "lift": 2.0}]
+    assert s["load_balance"] == [{"layer": 1, "max_over_mean": 1.5, "unused_experts": 1}]
