@@ -43,8 +43,12 @@ class KernelSession:
     """One kernel; `execute` sends an execute_request (optionally with JupyterLab's cellId) and
     collects its IOPub messages until idle; comm messages of any parent are kept in `comm_msgs`."""
 
-    def __init__(self, kernel_name: str = "python3", extra_env: dict[str, str] | None = None,
-                 argv: list[str] | None = None):
+    def __init__(
+        self,
+        kernel_name: str = "python3",
+        extra_env: dict[str, str] | None = None,
+        argv: list[str] | None = None,
+    ):
         self.km = KernelManager(kernel_name=kernel_name)
         if argv is not None:
             self.km.kernel_spec.argv = argv
@@ -59,21 +63,35 @@ class KernelSession:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
-    def send_shell(self, msg_type: str, content: dict[str, Any],
-                   metadata: dict[str, Any] | None = None) -> str:
+    def send_shell(
+        self, msg_type: str, content: dict[str, Any], metadata: dict[str, Any] | None = None
+    ) -> str:
         msg = self.kc.session.msg(msg_type, content)
         if metadata:
             msg["metadata"].update(metadata)
         self.kc.shell_channel.send(msg)
         return msg["header"]["msg_id"]
 
-    def execute(self, code: str, *, cell_id: str | None = None, timeout: float = 60,
-                on_iopub: Any = None, wait: bool = True) -> Execution:
+    def execute(
+        self,
+        code: str,
+        *,
+        cell_id: str | None = None,
+        timeout: float = 60,
+        on_iopub: Any = None,
+        wait: bool = True,
+    ) -> Execution:
         meta = {"cellId": cell_id} if cell_id else None
         msg_id = self.send_shell(
             "execute_request",
-            {"code": code, "silent": False, "store_history": True, "user_expressions": {},
-             "allow_stdin": False, "stop_on_error": True},
+            {
+                "code": code,
+                "silent": False,
+                "store_history": True,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": True,
+            },
             meta,
         )
         ex = Execution(msg_id)
@@ -107,6 +125,21 @@ class KernelSession:
                 ex.reply = reply
         return ex
 
+    def wait_for_text(self, ex: Execution, text: str, timeout: float = 60) -> None:
+        """Read IOPub until the (still running) execution's outputs contain `text`."""
+        deadline = time.monotonic() + timeout
+        while text not in ex.text():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{text!r} did not appear; got {ex.text()[-500:]!r}")
+            try:
+                msg = self.kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                continue
+            if msg["msg_type"].startswith("comm_"):
+                self.comm_msgs.append(msg)
+            if msg["parent_header"].get("msg_id") == ex.msg_id:
+                ex.iopub.append(msg)
+
     def drain(self, seconds: float = 0.3) -> None:
         """Collect comm messages that arrive outside an execution."""
         end = time.monotonic() + seconds
@@ -133,8 +166,14 @@ class FakeFrontend:
     def open(self) -> None:
         """Front-end-initiated hello (as on a kernel connection)."""
         self.comm_id = uuid.uuid4().hex
-        self.s.send_shell("comm_open", {"comm_id": self.comm_id, "target_name": "k2nb.cells",
-                                        "data": {"op": "hello", "client": self.client, "version": "test"}})
+        self.s.send_shell(
+            "comm_open",
+            {
+                "comm_id": self.comm_id,
+                "target_name": "k2nb.cells",
+                "data": {"op": "hello", "client": self.client, "version": "test"},
+            },
+        )
 
     def answer_kernel_hello(self) -> bool:
         """Answer a kernel-initiated hello (comm_open from the kernel), like the extension's target."""
@@ -143,8 +182,10 @@ class FakeFrontend:
                 self.comm_id = m["content"]["comm_id"]
         if self.comm_id is None:
             return False
-        self.s.send_shell("comm_msg", {"comm_id": self.comm_id,
-                                       "data": {"op": "hello", "client": self.client, "version": "test"}})
+        self.s.send_shell(
+            "comm_msg",
+            {"comm_id": self.comm_id, "data": {"op": "hello", "client": self.client, "version": "test"}},
+        )
         return True
 
     def apply(self) -> list[dict[str, Any]]:

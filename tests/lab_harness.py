@@ -103,14 +103,23 @@ class LabServer:
 
     def start(self, timeout_s: float = 60) -> None:
         cmd = [
-            sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root",
-            f"--ServerApp.token={self.token}", "--ServerApp.ip=127.0.0.1", f"--port={self.port}",
-            "--ServerApp.port_retries=0", f"--ServerApp.root_dir={self.root}",
-            "--LabApp.expose_app_in_browser=True", "--ServerApp.disable_check_xsrf=False",
+            sys.executable,
+            "-m",
+            "jupyterlab",
+            "--no-browser",
+            "--allow-root",
+            f"--ServerApp.token={self.token}",
+            "--ServerApp.ip=127.0.0.1",
+            f"--port={self.port}",
+            "--ServerApp.port_retries=0",
+            f"--ServerApp.root_dir={self.root}",
+            "--LabApp.expose_app_in_browser=True",
+            "--ServerApp.disable_check_xsrf=False",
         ]
         log = self.log_path.open("w")
-        self.proc = subprocess.Popen(cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                     cwd=self.root, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.root, start_new_session=True
+        )
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
@@ -149,11 +158,15 @@ class LabServer:
 
         nb = nbformat.v4.new_notebook()
         for kind, source in cells:
-            nb.cells.append(nbformat.v4.new_code_cell(source) if kind == "code"
-                            else nbformat.v4.new_markdown_cell(source))
+            nb.cells.append(
+                nbformat.v4.new_code_cell(source) if kind == "code" else nbformat.v4.new_markdown_cell(source)
+            )
         names = {"python3": "Python 3 (ipykernel)", "k2nb": "Python 3 (k2nb)"}
-        nb.metadata["kernelspec"] = {"name": kernel, "display_name": names.get(kernel, kernel),
-                                     "language": "python"}
+        nb.metadata["kernelspec"] = {
+            "name": kernel,
+            "display_name": names.get(kernel, kernel),
+            "language": "python",
+        }
         path = self.root / name
         nbformat.write(nb, path)
         return path
@@ -210,9 +223,11 @@ JS_KERNEL_IDLE = """() => {
 def open_notebook(page: Any, server: LabServer, name: str) -> None:
     """Open `name` in JupyterLab and wait until its kernel is idle (accepting a kernel dialog)."""
     page.goto(server.url(f"lab/tree/{name}"))
-    page.wait_for_function("() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-                           "&& window.jupyterapp.shell.currentWidget.content "
-                           "&& window.jupyterapp.shell.currentWidget.content.model")
+    page.wait_for_function(
+        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
+        "&& window.jupyterapp.shell.currentWidget.content "
+        "&& window.jupyterapp.shell.currentWidget.content.model"
+    )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:
         select = page.locator(".jp-Dialog button.jp-mod-accept")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import time
 
 import pytest
-
 from lab_harness import (
     browser_page,
     cells,
@@ -31,13 +30,12 @@ TOOL_CODES = [
     "import math\nrows = [(n, math.factorial(n)) for n in range(1, 6)]\nprint(rows)",
     "from IPython.display import HTML\nHTML('<b id=\"k2nb-rich\">rich output from a tool cell</b>')",
     "1 / 0",
-    "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\nsum(n for n, _ in rows)",
+    "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"
+    "sum(n for n, _ in rows)",
 ]
 
 RUN_CELL = (
-    "from k2nb.magics import run_tool_calls\n"
-    f"obs = run_tool_calls({TOOL_CODES!r})\n"
-    "[o.ok for o in obs]"
+    f"from k2nb.magics import run_tool_calls\nobs = run_tool_calls({TOOL_CODES!r})\n[o.ok for o in obs]"
 )
 
 
@@ -120,8 +118,12 @@ def test_tool_calls_become_real_cells(server):
         # rendered in the page: rich HTML, the traceback, the marker class
         assert page.locator("#k2nb-rich").is_visible()
         assert page.locator(".jp-Cell.k2nb-tool-cell").count() == 4
-        assert page.locator(".k2nb-tool-cell .jp-OutputArea-output[data-mime-type="
-                            "'application/vnd.jupyter.stderr']").count() >= 1
+        assert (
+            page.locator(
+                ".k2nb-tool-cell .jp-OutputArea-output[data-mime-type='application/vnd.jupyter.stderr']"
+            ).count()
+            >= 1
+        )
         assert shot.exists()
 
         # saved like any cell

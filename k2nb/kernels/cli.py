@@ -20,8 +20,13 @@ QUICKSTART = "01_quickstart.ipynb"
 
 
 def cmd_kernel_install(args: argparse.Namespace) -> int:
-    where = install_kernelspec(user=args.user, name=args.name, prefix=args.prefix,
-                               display_name=args.display_name, warm=not args.no_warm)
+    where = install_kernelspec(
+        user=args.user,
+        name=args.name,
+        prefix=args.prefix,
+        display_name=args.display_name,
+        warm=not args.no_warm,
+    )
     print(f"installed kernelspec '{args.name}' ({args.display_name or KERNEL_DISPLAY_NAME}) in {where}")
     print(f"labextension: {ensure_labextension(args.prefix)}")
     return 0
@@ -94,18 +99,21 @@ def register(sub: argparse._SubParsersAction) -> None:
     ki.add_argument("--user", action="store_true", help="install for this user (~/.local/share/jupyter)")
     ki.add_argument("--name", default=KERNEL_NAME, help=f"kernelspec name (default {KERNEL_NAME})")
     ki.add_argument("--prefix", default=None, help="install under this prefix (e.g. a virtualenv)")
-    ki.add_argument("--display-name", default=None,
-                    help=f"shown in the launcher (default {KERNEL_DISPLAY_NAME!r})")
+    ki.add_argument(
+        "--display-name", default=None, help=f"shown in the launcher (default {KERNEL_DISPLAY_NAME!r})"
+    )
     ki.add_argument("--no-warm", action="store_true", help="do not load the default model at kernel start")
     ki.set_defaults(func=cmd_kernel_install)
 
     p = sub.add_parser("lab", help="open JupyterLab on the k2nb quickstart (installs the kernel if missing)")
-    p.add_argument("--dir", default="k2nb-notebooks",
-                   help="working folder for the examples (default ./k2nb-notebooks)")
+    p.add_argument(
+        "--dir", default="k2nb-notebooks", help="working folder for the examples (default ./k2nb-notebooks)"
+    )
     p.add_argument("--no-browser", action="store_true", help="do not open a browser")
     p.add_argument("--port", type=int, default=None, help="server port (default: JupyterLab's)")
-    p.add_argument("--dry-run", action="store_true",
-                   help="prepare the folder, print the command, do not start")
+    p.add_argument(
+        "--dry-run", action="store_true", help="prepare the folder, print the command, do not start"
+    )
     p.set_defaults(func=cmd_lab)
 
 

@@ -40,8 +40,12 @@ def _version() -> str:
 
 
 def install_kernelspec(
-    *, user: bool = False, name: str = KERNEL_NAME, prefix: str | None = None,
-    display_name: str | None = None, warm: bool = True,
+    *,
+    user: bool = False,
+    name: str = KERNEL_NAME,
+    prefix: str | None = None,
+    display_name: str | None = None,
+    warm: bool = True,
 ) -> str:
     """Install the kernelspec; returns the folder it went to. Without `user`/`prefix` it goes to
     this Python's prefix (``sys.prefix``), so it belongs to the environment k2nb is installed in."""

@@ -1,6 +1,7 @@
 """k2nb in IPython / Jupyter: `%load_ext k2nb` (or the "Python 3 (k2nb)" kernel) loads this.
 
 It registers the cell channel to the JupyterLab extension (tool calls as real cells) and the magics.
+Loading is cheap (no torch): the agent and the engine are imported when a magic first needs them.
 """
 
 from __future__ import annotations
@@ -9,35 +10,44 @@ import os
 from typing import Any
 
 from k2nb.magics.cells import CellChannel, channel, current_cell_id
-from k2nb.magics.executor import NotebookExecutor
-from k2nb.magics.session import run_tool_calls
+
+_LAZY = {
+    "K2Magics": "k2nb.magics.magics",
+    "K2State": "k2nb.magics.magics",
+    "state": "k2nb.magics.magics",
+    "K2Result": "k2nb.magics.result",
+    "NotebookExecutor": "k2nb.magics.executor",
+    "run_tool_calls": "k2nb.magics.session",
+}
 
 __all__ = [
     "CellChannel",
-    "NotebookExecutor",
     "channel",
     "current_cell_id",
     "load_ipython_extension",
-    "run_tool_calls",
     "unload_ipython_extension",
+    *_LAZY,
 ]
 
-_LOADED: set[int] = set()
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'k2nb.magics' has no attribute {name!r}")
 
 
 def load_ipython_extension(ipython: Any) -> None:
+    from k2nb.magics.magics import register_magics
+
     channel().register()
+    register_magics(ipython)
     if os.environ.get("K2NB_WARM") == "1":  # set by the k2nb kernelspec: load the model meanwhile
         from k2nb.kernels import warm
 
         warm.start()
-    try:
-        from k2nb.magics.magics import register_magics
-    except ImportError:  # the magics need the agent's loop; the cell channel works without it
-        return
-    register_magics(ipython)
-    _LOADED.add(id(ipython))
 
 
 def unload_ipython_extension(ipython: Any) -> None:
-    _LOADED.discard(id(ipython))
+    return None  # the magics stay registered; re-loading replaces them

@@ -22,8 +22,12 @@ APPROVAL_MODES: tuple[str, ...] = ("auto", "ask", "never")
 class Approval:
     """Decides, call by call, whether to run. `decide_fn` replaces the UI (tests, other front ends)."""
 
-    def __init__(self, mode: ApprovalMode = "auto", shell: Any = None,
-                 decide_fn: Callable[[str, str], Decision | Literal["all"]] | None = None):
+    def __init__(
+        self,
+        mode: ApprovalMode = "auto",
+        shell: Any = None,
+        decide_fn: Callable[[str, str], Decision | Literal["all"]] | None = None,
+    ):
         if mode not in APPROVAL_MODES:
             raise ValueError(f"approval mode {mode!r} is not one of {', '.join(APPROVAL_MODES)}")
         self.mode: ApprovalMode = mode

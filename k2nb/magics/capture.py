@@ -70,8 +70,13 @@ class OutputRecorder:
                 self.outputs.append({"output_type": "stream", "name": name, "text": text})
         self._changed()
 
-    def display(self, data: dict[str, Any], metadata: dict[str, Any] | None, transient: dict[str, Any] | None,
-                update: bool) -> bool:
+    def display(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None,
+        transient: dict[str, Any] | None,
+        update: bool,
+    ) -> bool:
         """Record a display; False for an update of a display this cell does not hold (pass it on)."""
         display_id = (transient or {}).get("display_id")
         out: Output = {"output_type": "display_data", "data": dict(data), "metadata": dict(metadata or {})}
@@ -124,8 +129,11 @@ class OutputRecorder:
             for name, n in self._dropped.items():
                 if n:
                     outs.append(
-                        {"output_type": "stream", "name": "stderr",
-                         "text": f"[k2nb: {n} more characters of {name} were not kept]\n"}
+                        {
+                            "output_type": "stream",
+                            "name": "stderr",
+                            "text": f"[k2nb: {n} more characters of {name} were not kept]\n",
+                        }
                     )
             return outs
 
@@ -170,8 +178,16 @@ class _RecordingPublisher(DisplayPublisher):
         self.recorder = recorder
         self.real = real
 
-    def publish(self, data: dict[str, Any], metadata: dict[str, Any] | None = None, source: Any = None, *,
-                transient: dict[str, Any] | None = None, update: bool = False, **kwargs: Any) -> None:
+    def publish(
+        self,
+        data: dict[str, Any],
+        metadata: dict[str, Any] | None = None,
+        source: Any = None,
+        *,
+        transient: dict[str, Any] | None = None,
+        update: bool = False,
+        **kwargs: Any,
+    ) -> None:
         if not self.recorder.display(data, metadata, transient, update):
             # an update of a display shown elsewhere (an earlier cell, the live view): let it through
             self.real.publish(data, metadata, transient=transient, update=update, **kwargs)
@@ -223,8 +239,11 @@ def recording(shell: Any, recorder: OutputRecorder) -> Iterator[OutputRecorder]:
     def show_traceback(etype: type[BaseException], evalue: BaseException, stb: list[str]) -> None:
         recorder.error(getattr(etype, "__name__", str(etype)), str(evalue), stb)
 
-    for name, fn in (("write_output_prompt", write_output_prompt), ("write_format_data", write_format_data),
-                     ("finish_displayhook", finish_displayhook)):
+    for name, fn in (
+        ("write_output_prompt", write_output_prompt),
+        ("write_format_data", write_format_data),
+        ("finish_displayhook", finish_displayhook),
+    ):
         setattr(hook, name, fn)
         patched.append(name)
     shell._showtraceback = show_traceback
@@ -310,13 +329,19 @@ def run_tool_cell(
         recorder.on_change = lambda: on_change(recorder)
     run = CellRun(execution_count=count)
     started = time.monotonic()
-    with _held_ui_poll_hooks(shell), recording(shell, recorder):
-        with time_limit(timeout_s) as fired:
-            try:
-                result = shell.run_cell(code, store_history=True)
-            except ToolCellTimeout:  # fired between IPython's own handlers: still a timeout of this cell
-                result = None
-                recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
+    # A nested run_cell points the display hook at its own ExecutionResult and clears it at the end;
+    # the outer %%k2think cell's result (its value, `_`) must survive that.
+    outer_result = getattr(shell.displayhook, "exec_result", None)
+    try:
+        with _held_ui_poll_hooks(shell), recording(shell, recorder):
+            with time_limit(timeout_s) as fired:
+                try:
+                    result = shell.run_cell(code, store_history=True)
+                except ToolCellTimeout:  # fired between IPython's own handlers: still this cell's
+                    result = None
+                    recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
+    finally:
+        shell.displayhook.exec_result = outer_result
     run.duration_s = time.monotonic() - started
     run.result = result
     run.timed_out = fired[0]
@@ -341,8 +366,11 @@ def _held_ui_poll_hooks(shell: Any) -> Iterator[None]:
     meant to be the end of the polling cell. A tool cell run inside that cell fires the event too, so
     its callbacks are taken off while the tool cell runs."""
     callbacks = shell.events.callbacks.get("post_run_cell", [])
-    held = [cb for cb in callbacks if getattr(getattr(cb, "__self__", None), "__module__", "").startswith(
-        "jupyter_ui_poll")]
+    held = [
+        cb
+        for cb in callbacks
+        if getattr(getattr(cb, "__self__", None), "__module__", "").startswith("jupyter_ui_poll")
+    ]
     for cb in held:
         callbacks.remove(cb)
     try:

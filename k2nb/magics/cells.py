@@ -188,8 +188,9 @@ class CellSink(Protocol):
 
     def outputs(self, cell_id: str, outputs: Sequence[Output]) -> None: ...
 
-    def finish(self, cell_id: str, outputs: Sequence[Output], execution_count: int | None,
-               metadata: dict[str, Any]) -> None: ...
+    def finish(
+        self, cell_id: str, outputs: Sequence[Output], execution_count: int | None, metadata: dict[str, Any]
+    ) -> None: ...
 
 
 class FrontendCells:
@@ -220,8 +221,9 @@ class FrontendCells:
         self._last_update[cell_id] = now
         self.chan.send({"op": "update", "cell_id": cell_id, "outputs": list(outputs)})
 
-    def finish(self, cell_id: str, outputs: Sequence[Output], execution_count: int | None,
-               metadata: dict[str, Any]) -> None:
+    def finish(
+        self, cell_id: str, outputs: Sequence[Output], execution_count: int | None, metadata: dict[str, Any]
+    ) -> None:
         self.chan.send(
             {
                 "op": "update",
@@ -263,8 +265,9 @@ class InlineCells:
     def outputs(self, cell_id: str, outputs: Sequence[Output]) -> None:
         return None  # inline, a call is shown once it has finished
 
-    def finish(self, cell_id: str, outputs: Sequence[Output], execution_count: int | None,
-               metadata: dict[str, Any]) -> None:
+    def finish(
+        self, cell_id: str, outputs: Sequence[Output], execution_count: int | None, metadata: dict[str, Any]
+    ) -> None:
         source = self._sources.pop(cell_id, "")
         prompt = f"[{execution_count}]" if execution_count is not None else "[ ]"
         self._publish(

@@ -70,7 +70,10 @@ class NotebookExecutor:
         self._user_tools = list(tools)
         # The python tool object gives the schema and the model-text style; its run() is not used.
         self.python = PythonTool(
-            shell.user_ns, timeout_s=timeout_s, capture_chars=capture_chars, model_chars=model_chars,
+            shell.user_ns,
+            timeout_s=timeout_s,
+            capture_chars=capture_chars,
+            model_chars=model_chars,
             **(python_style or {}),
         )
         self.registry = ToolRegistry()
@@ -79,8 +82,12 @@ class NotebookExecutor:
             for t in self._user_tools:
                 self.registry.add(t)
         self._others = LocalExecutor(
-            self._user_tools, python=False, namespace=shell.user_ns, timeout_s=timeout_s,
-            model_chars=model_chars, capture_chars=capture_chars,
+            self._user_tools,
+            python=False,
+            namespace=shell.user_ns,
+            timeout_s=timeout_s,
+            model_chars=model_chars,
+            capture_chars=capture_chars,
         )
 
     def tool_schemas(self) -> list[dict[str, Any]]:
@@ -88,8 +95,14 @@ class NotebookExecutor:
 
     def execute(self, call: ToolCallRequest) -> Observation:
         if self.cancel is not None and self.cancel.is_set():
-            return Observation(call.id, call.name, "error: the run was stopped", ok=False,
-                               error_kind="tool_error", error="the run was stopped before this call")
+            return Observation(
+                call.id,
+                call.name,
+                "error: the run was stopped",
+                ok=False,
+                error_kind="tool_error",
+                error="the run was stopped before this call",
+            )
         resolved = self.registry.resolve(call)
         if isinstance(resolved, Observation):
             return resolved
@@ -104,8 +117,15 @@ class NotebookExecutor:
             decision = "skip"
         if decision == "skip":
             sentence = "the user chose not to run this call"
-            return Observation(call.id, call.name, f"error: {sentence}", ok=False, error_kind="tool_error",
-                               error=sentence, data={"skipped": True})
+            return Observation(
+                call.id,
+                call.name,
+                f"error: {sentence}",
+                ok=False,
+                error_kind="tool_error",
+                error=sentence,
+                data={"skipped": True},
+            )
         if tool is not self.python:
             return self._others.execute(call)
         return self._run_python(call, code or "")
@@ -125,15 +145,26 @@ class NotebookExecutor:
                 sink.outputs(cell_id, recorder.snapshot())
 
         run = run_tool_cell(
-            self.shell, code, timeout_s=self.timeout_s, on_change=live, capture_chars=self.capture_chars,
+            self.shell,
+            code,
+            timeout_s=self.timeout_s,
+            on_change=live,
+            capture_chars=self.capture_chars,
             outer_count=self.outer_count,
         )
         meta["k2nb"]["execution_count"] = run.execution_count
         meta["k2nb"]["ok"] = run.ok
         if sink is not None and cell_id is not None:
             sink.finish(cell_id, run.outputs, run.execution_count, meta)
-        self.cells.append({"id": cell_id, "source": code, "outputs": run.outputs,
-                           "execution_count": run.execution_count, "metadata": meta})
+        self.cells.append(
+            {
+                "id": cell_id,
+                "source": code,
+                "outputs": run.outputs,
+                "execution_count": run.execution_count,
+                "metadata": meta,
+            }
+        )
         if run.interrupted and self.cancel is not None:
             self.cancel.set()  # the stop button was meant for the run, not for this one cell
         result = python_result(code, run)
@@ -156,7 +187,9 @@ def python_result(code: str, run: CellRun) -> PythonResult:
             shown.append(_plain(o))
     if shown:  # displays (plots, tables) are part of what the model observes, as their text
         stdout += "".join(s if s.endswith("\n") else s + "\n" for s in shown)
-    traceback = [strip_ansi(line) + ("\n" if not line.endswith("\n") else "") for line in run.traceback]
+    # IPython's coloured traceback, as plain lines; its rule of dashes is noise for the model
+    plain = (strip_ansi(line) for line in run.traceback)
+    traceback = [ln if ln.endswith("\n") else ln + "\n" for ln in plain if ln.strip("-\n ")]
     return PythonResult(
         code=code,
         stdout=stdout,

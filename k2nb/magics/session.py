@@ -31,8 +31,9 @@ def publisher(shell: Any):  # noqa: ANN201 - a (data, metadata) -> None callable
     return publish
 
 
-def open_sink(shell: Any, *, cells: bool = True, replace: bool = True,
-              wait_s: float = HANDSHAKE_WAIT_S) -> CellSink:
+def open_sink(
+    shell: Any, *, cells: bool = True, replace: bool = True, wait_s: float = HANDSHAKE_WAIT_S
+) -> CellSink:
     """Real cells below the running cell when a front end with the extension listens, else inline."""
     global _waited_for_frontend
     anchor = current_cell_id(shell)
@@ -49,9 +50,16 @@ def open_sink(shell: Any, *, cells: bool = True, replace: bool = True,
     return InlineCells(publisher(shell))
 
 
-def notebook_executor(shell: Any, *, tools: Sequence[Any] = (), approve: ApprovalMode = "auto",
-                      cells: bool = True, cancel: threading.Event | None = None,
-                      timeout_s: float | None = None, **kwargs: Any) -> NotebookExecutor:
+def notebook_executor(
+    shell: Any,
+    *,
+    tools: Sequence[Any] = (),
+    approve: ApprovalMode = "auto",
+    cells: bool = True,
+    cancel: threading.Event | None = None,
+    timeout_s: float | None = None,
+    **kwargs: Any,
+) -> NotebookExecutor:
     """The executor of one `%%k2think` run in this cell."""
     sink = open_sink(shell, cells=cells)
     meta = {"anchor": current_cell_id(shell)}
@@ -59,13 +67,26 @@ def notebook_executor(shell: Any, *, tools: Sequence[Any] = (), approve: Approva
         meta["run"] = sink.run
     extra = {} if timeout_s is None else {"timeout_s": timeout_s}
     return NotebookExecutor(
-        shell, tools, sink=sink, approval=Approval(approve, shell), outer_count=shell.execution_count,
-        cancel=cancel, run_meta=meta, **extra, **kwargs,
+        shell,
+        tools,
+        sink=sink,
+        approval=Approval(approve, shell),
+        outer_count=shell.execution_count,
+        cancel=cancel,
+        run_meta=meta,
+        **extra,
+        **kwargs,
     )
 
 
-def run_tool_calls(codes: Sequence[str], *, shell: Any = None, approve: ApprovalMode = "auto",
-                   cells: bool = True, timeout_s: float | None = None) -> list[Observation]:
+def run_tool_calls(
+    codes: Sequence[str],
+    *,
+    shell: Any = None,
+    approve: ApprovalMode = "auto",
+    cells: bool = True,
+    timeout_s: float | None = None,
+) -> list[Observation]:
     """Run each code string as if the model had called `python` with it: as real cells below this
     cell (or inline), in order; returns the observations the model would read."""
     if shell is None:

@@ -93,8 +93,9 @@ def available(shell: Any) -> bool:
     return False
 
 
-def poll_until(shell: Any, ready: Callable[[], T | None], timeout_s: float | None = None,
-               interval_s: float = 0.02) -> T | None:
+def poll_until(
+    shell: Any, ready: Callable[[], T | None], timeout_s: float | None = None, interval_s: float = 0.02
+) -> T | None:
     """Process comm messages until `ready()` returns something other than None, or `timeout_s`
     passes (None: wait for ever; the stop button still raises KeyboardInterrupt here). Without a
     kernel that allows it only `ready()` is checked, once."""

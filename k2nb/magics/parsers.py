@@ -1,0 +1,103 @@
+"""Option parsing of the magics and `{var}` interpolation of prompts.
+
+A bad option is one line (`UsageError: %%k2think: argument --paths: invalid int value: 'x'`), not an
+argparse exit or a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import shlex
+import string
+from collections.abc import Mapping
+from typing import Any
+
+from IPython.core.error import UsageError
+
+from k2nb.magics.approval import APPROVAL_MODES
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UsageError(f"{self.prog}: {message} (options: %k2nb help)")
+
+    def exit(self, status: int = 0, message: str | None = None) -> None:  # type: ignore[override]
+        raise UsageError(message or f"{self.prog}: stopped")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def _temperature(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
+    return value
+
+
+def think_parser() -> _Parser:
+    p = _Parser(prog="%%k2think", add_help=False)
+    p.add_argument(
+        "--model", metavar="PATH", help="checkpoint folder (default: the loaded or embedded model)"
+    )
+    p.add_argument("--paths", type=_positive_int, metavar="N", help="parallel reasoning paths, voted")
+    p.add_argument("--max-tool-calls", type=_non_negative_int, metavar="N", help="tool-call budget")
+    p.add_argument("--max-think-tokens", type=_positive_int, metavar="N", help="thinking-token budget")
+    p.add_argument("--temperature", type=_temperature, metavar="T")
+    p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--approve", choices=APPROVAL_MODES, help="run tool calls: auto, ask, never")
+    p.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit of one tool call")
+    p.add_argument("--new", action="store_true", help="start a new conversation")
+    p.add_argument("--no-cells", action="store_true", help="do not insert tool calls as cells")
+    p.add_argument("--no-dashboard", action="store_true", help="no dashboard at the end")
+    p.add_argument("--export", metavar="FILE.ipynb", help="write the run as a notebook")
+    return p
+
+
+def parse_line(parser: _Parser, line: str) -> argparse.Namespace:
+    try:
+        argv = shlex.split(line)
+    except ValueError as exc:
+        raise UsageError(f"{parser.prog}: {exc}") from None
+    return parser.parse_args(argv)
+
+
+# ---------------------------------------------------------------------------------------------
+# {var} interpolation
+
+# `{name}`, `{name.attr}`, `{name[0]}`, with optional !r and :spec. `{{` and `}}` are literal braces.
+_FIELD = re.compile(r"\{\{|\}\}|\{([A-Za-z_]\w*)((?:\.[A-Za-z_]\w*|\[[^\]{}]+\])*)(![rsa])?(:[^{}]*)?\}")
+
+
+def interpolate(prompt: str, namespace: Mapping[str, Any]) -> str:
+    """Fill `{var}` fields from `namespace`. A field whose name is not defined is left as written,
+    so prompts with JSON or set literals need no escaping."""
+    fmt = string.Formatter()
+
+    def fill(m: re.Match[str]) -> str:
+        whole = m.group(0)
+        if whole == "{{":
+            return "{"
+        if whole == "}}":
+            return "}"
+        name = m.group(1)
+        if name not in namespace:
+            return whole
+        try:
+            return fmt.vformat(whole, (), {name: namespace[name]})
+        except Exception:  # noqa: BLE001 - an unformattable field stays as written
+            return whole
+
+    return _FIELD.sub(fill, prompt)
