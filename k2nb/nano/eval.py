@@ -595,7 +595,7 @@ def plot_scaling(report: dict[str, Any], path: Path) -> Path:
     ax.set_ylabel("held-out accuracy")
     ax.set_title(f"k2-nano test-time scaling ({report['n_problems']} held-out problems)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.tight_layout()
     fig.savefig(path)
     return path
