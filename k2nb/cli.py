@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
-from collections.abc import Callable
 
 from .engine.errors import K2nbError
 
@@ -91,31 +91,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("path", help="checkpoint folder in Hugging Face layout")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(func=cmd_inspect)
-    for register in _EXTRA_COMMANDS:
-        register(sub)
+    for module in _SUBCOMMAND_MODULES:
+        importlib.import_module(module).register(sub)
     return ap
 
 
-def _demo(sub: argparse._SubParsersAction) -> None:
-    from .demo import register
-
-    register(sub)
-
-
-# Subcommands that live beside their layer (think, eval, train-nano, kernel, lab register here too).
-def _notebook(sub: argparse._SubParsersAction) -> None:
-    from .kernels.cli import register
-
-    register(sub)
-
-
-def _nano(sub: argparse._SubParsersAction) -> None:  # `k2nb eval` and `k2nb train-nano`
-    from .nano.eval import register
-
-    register(sub)
-
-
-_EXTRA_COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_demo, _notebook, _nano]
+# Subcommands that live beside their layer; each module has ``register(subparsers)``:
+# demo, think, kernel + lab, eval + train-nano.
+_SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.eval")
 
 
 def main(argv: list[str] | None = None) -> int:

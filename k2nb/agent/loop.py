@@ -878,17 +878,16 @@ def think(
 
 
 def _engine_backend(model: Any) -> Backend:
+    """A backend over the local engine: `model` is a loaded K2Model, a checkpoint folder, a shipped
+    model's name, or None for the default shipped model (k2-nano)."""
     from k2nb.agent.backend import EngineBackend
-    from k2nb.engine.errors import K2nbError
+    from k2nb.models import resolve_model_arg
 
-    if model is None:
-        raise K2nbError(
-            "think() needs model= (a loaded K2Model or a checkpoint folder) until the embedded k2-nano ships"
-        )
+    model = resolve_model_arg(model)
     if isinstance(model, str) or hasattr(model, "__fspath__"):
         from k2nb.engine import load_model
 
-        model = load_model(model)
+        model = load_model(model, progress=False)
     return EngineBackend(model)
 
 
