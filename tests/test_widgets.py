@@ -182,6 +182,18 @@ def test_link_connects_the_tree_span_to_the_heatmap_selection(run):
     hm = RoutingHeatmap(run.trace, trajectory=run.trajectory)
     lnk = link(tree, hm)
     assert lnk.source == (tree, "selected_span") and lnk.target == (hm, "selection")
+    # nodes of the other path share positions with the traced one but not tokens: no span
+    t = run.trajectory
+    other = t.nodes[[n for n in t.find("path") if n.id != t.meta["chosen_path"]][0].id]
+    think = next(n for n in t.walk(other) if n.kind == "thinking")
+    assert think.span is not None and think.span[0] < len(run.trace)
+    tree.selected_node = think.id
+    assert tree.selected_span == []
+    traced = {r["id"]: r["traced"] for r in tree.nodes}
+    assert not traced[think.id] and not traced[other.id] and traced[t.root.id]
+    ans = _node(t, "answer", "The mean of")
+    tree.selected_node = ans
+    assert traced[ans] and tree.selected_span == list(t.nodes[ans].span)
 
 
 # ---- verification ---------------------------------------------------------------------------

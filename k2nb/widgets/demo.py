@@ -72,10 +72,10 @@ class _Router:
         self.L, self.E, self.k = n_layers, n_experts, top_k
         self.rng = np.random.default_rng(seed)
         # [n_channels, L, E] logits: each channel favours ~1/6 of the experts, differently per layer
-        pref = self.rng.normal(0, 0.35, size=(8, n_layers, n_experts))
+        pref = self.rng.normal(0, 0.25, size=(8, n_layers, n_experts))
         for c in range(8):
             hot = self.rng.choice(n_experts, size=max(top_k, n_experts // 6), replace=False)
-            pref[c, :, hot] += 0.9
+            pref[c, :, hot] += 0.5
         self.pref = pref.astype(np.float32)
 
     def route(self, channel: int, n: int) -> tuple[np.ndarray, np.ndarray]:

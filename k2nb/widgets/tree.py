@@ -39,6 +39,9 @@ class ReasoningTree(anywidget.AnyWidget):
     selected_node = traitlets.Unicode("").tag(sync=True)
     selected_span = traitlets.List(traitlets.Int(), []).tag(sync=True)
     detail = traitlets.Dict().tag(sync=True)  # the selected node's full text and data
+    # ids of the nodes whose tokens the linked heatmap's trace holds; None = no trace known. A node
+    # outside it (another path) gets an empty selected_span rather than someone else's positions.
+    traced_nodes = traitlets.List(traitlets.Unicode(), None, allow_none=True).tag(sync=True)
     title = traitlets.Unicode("Reasoning").tag(sync=True)
 
     def __init__(
@@ -68,6 +71,10 @@ class ReasoningTree(anywidget.AnyWidget):
     def _push(self) -> None:
         with self._push_lock:
             rows = tree_rows(self._trajectory)
+            if self.traced_nodes is not None:
+                traced = _traced(self._trajectory, set(self.traced_nodes))
+                for r in rows:
+                    r["traced"] = r["id"] in traced
             with self.hold_sync():
                 self.nodes = rows
                 self.version += 1
@@ -103,6 +110,8 @@ class ReasoningTree(anywidget.AnyWidget):
             self.selected_span, self.detail = [], {}
             return
         span = subtree_spans(self._trajectory).get(nid)
+        if self.traced_nodes is not None and nid not in _traced(self._trajectory, set(self.traced_nodes)):
+            span = None
         self.selected_span = [] if span is None else [span[0], span[1]]
         text = node.text
         self.detail = {
@@ -112,6 +121,10 @@ class ReasoningTree(anywidget.AnyWidget):
             "text": text[:_DETAIL_LIMIT] + ("…" if len(text) > _DETAIL_LIMIT else ""),
             "data": {k: _brief(v) for k, v in node.data.items()},
         }
+
+    @traitlets.observe("traced_nodes")
+    def _traced_changed(self, change: dict[str, Any]) -> None:
+        self._push()
 
     def select(self, node_id: str) -> None:
         if node_id not in self._trajectory.nodes:
@@ -140,10 +153,21 @@ def _brief(value: Any, limit: int = 2000) -> Any:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
+def _traced(trajectory: Trajectory, owners: set[str]) -> set[str]:
+    """Nodes that own tokens of the trace, and every ancestor of one."""
+    out = set(owners)
+    for nid in owners:
+        if nid in trajectory.nodes:
+            out.update(a.id for a in trajectory.ancestors(nid))
+    return out
+
+
 def link(tree: ReasoningTree, heatmap: RoutingHeatmap) -> ipywidgets.widgets.Link:
     """Choosing a node in `tree` highlights its tokens in `heatmap`.
 
     The link runs in the browser (``jsdlink``), so it works while a cell keeps the kernel busy and
     in exported HTML; a selection made from Python reaches the heatmap through the same path once
-    a front end shows both."""
+    a front end shows both. The tree learns which nodes the heatmap's trace holds, so a node of
+    another path (same positions, other tokens) highlights nothing instead of the wrong tokens."""
+    tree.traced_nodes = list(heatmap.node_ids) if heatmap.trajectory is not None else None
     return ipywidgets.jsdlink((tree, "selected_span"), (heatmap, "selection"))

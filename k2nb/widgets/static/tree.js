@@ -90,6 +90,10 @@ function render({ model, el }) {
       row.setAttribute("role", "treeitem");
       if (r.id === sel) row.classList.add("sel");
       if (r.status === "rolled_back") row.classList.add("gone");
+      if (r.traced === false) {
+        row.classList.add("untraced");
+        row.title = "not in the routing trace shown (another path)";
+      }
       row.style.paddingLeft = `${4 + depth * 16}px`;
       const tw = h("span", "k2nb-twisty", r.children.length ? (collapsed.has(r.id) ? "▸" : "▾") : "");
       row.appendChild(tw);
@@ -159,7 +163,7 @@ function render({ model, el }) {
     const r = byId.get(id);
     model.set("selected_node", id);
     // set the span here too, so a linked heatmap follows even while the kernel is busy
-    model.set("selected_span", r && r.span ? r.span : []);
+    model.set("selected_span", r && r.span && r.traced !== false ? r.span : []);
     model.save_changes();
   });
   body.addEventListener("dblclick", (ev) => {
@@ -184,7 +188,7 @@ function render({ model, el }) {
     let p = byId.get(id)?.parent;
     while (p) { collapsed.delete(p); p = byId.get(p)?.parent; }
     const r = byId.get(id);
-    if (r && r.span && JSON.stringify(model.get("selected_span")) !== JSON.stringify(r.span)) {
+    if (r && r.span && r.traced !== false && JSON.stringify(model.get("selected_span")) !== JSON.stringify(r.span)) {
       model.set("selected_span", r.span);
       model.save_changes();
     }

@@ -54,7 +54,7 @@ function render({ model, el }) {
       const top = h("div", "k2nb-vp-check-head");
       top.append(h("span", `k2nb-vp-status k2nb-s-${c.status}`, ICON[c.status] || "?"));
       top.append(h("span", "k2nb-vp-name", c.name));
-      top.append(h("span", "k2nb-vp-kind", c.kind));
+      if (c.kind && c.kind !== c.name) top.append(h("span", "k2nb-vp-kind", c.kind));
       if (c.superseded) top.append(h("span", "k2nb-vp-tag", "superseded by a retry"));
       if (c.node) {
         const link = h("button", "k2nb-vp-node", `${c.node}${c.node_kind ? " · " + c.node_kind.replace("_", " ") : ""}`);
