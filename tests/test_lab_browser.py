@@ -150,3 +150,45 @@ def test_tool_calls_become_real_cells(server):
         assert [c["source"] for c in again] == TOOL_CODES
         assert min(c["execution_count"] for c in again) > max(counts)
         screenshot(page, "lab_tool_cells_rerun.png")
+
+
+SETUP = """%load_ext k2nb
+from k2nb.magics import state
+from k2nb.agent.scripted import ScriptedBackend, Turn
+prices = [12.5, 40.0, 27.5]
+state().use_backend(ScriptedBackend([
+    Turn(think="I will look at the data first.", calls=[("python", {"code": "len(prices), sum(prices)"})]),
+    Turn(think="Now the mean.",
+         calls=[("python", {"code": "mean = sum(prices) / len(prices)\\nprint(mean)"})]),
+    Turn(think="The tool printed 26.666666666666668.", answer="The mean price is **26.67**."),
+]))"""
+
+
+def test_k2think_cell_in_the_browser(server):
+    """A whole %%k2think run (scripted model): tool cells below it, the answer, the dashboard."""
+    server.write_notebook(
+        "think.ipynb",
+        [("code", SETUP), ("code", "%%k2think\nWhat is the mean of {prices}?"), ("code", "_.answer")],
+    )
+    with browser_page() as page:
+        open_notebook(page, server, "think.ipynb")
+        run_all(page)
+        wait_idle(page)
+        page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.model.cells.length >= 5")
+        time.sleep(1.0)  # widgets render
+        nb = cells(page)
+        assert [c["source"] for c in nb[2:4]] == [
+            "len(prices), sum(prices)",
+            "mean = sum(prices) / len(prices)\nprint(mean)",
+        ]
+        assert nb[2]["outputs"][0]["data"]["text/plain"] == "(3, 80.0)"
+        assert nb[3]["outputs"][0]["text"].startswith("26.66")
+        assert all(c["tagged"] for c in nb[2:4])
+        assert nb[4]["source"] == "_.answer" and "26.67" in nb[4]["outputs"][0]["data"]["text/plain"]
+        run_out = nb[1]["outputs"]
+        kinds = [next(iter(o.get("data", {})), o["output_type"]) for o in run_out]
+        assert any("26.67" in (o.get("data", {}).get("text/markdown") or "") for o in run_out), kinds
+        assert page.locator(".k2nb-progress").first.inner_text().startswith("k2nb · done")
+        assert page.locator("details.k2nb-thinking").count() >= 2
+        assert page.locator(".k2nb-dashboard").count() == 1, "the dashboard is shown at the end of the run"
+        screenshot(page, "lab_k2think.png")

@@ -62,7 +62,8 @@ class NotebookExecutor:
         self.sink = sink
         self.approval = approval or Approval("auto", shell)
         self.timeout_s = timeout_s
-        self.outer_count = outer_count
+        # Built inside the running cell, so its count is the one tool cells must be numbered after.
+        self.outer_count = outer_count if outer_count is not None else getattr(shell, "execution_count", None)
         self.cancel = cancel
         self.capture_chars = capture_chars
         self.run_meta = dict(run_meta or {})  # goes into every cell's metadata.k2nb (anchor, run, ...)

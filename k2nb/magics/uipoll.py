@@ -14,6 +14,7 @@ replies wait until the cell ends. k2nb needs them mid-cell for the Run / Skip bu
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from collections.abc import Callable
@@ -46,16 +47,20 @@ class _InprocDrain:
             except self.zmq.Again:
                 break
             done += 1
+            # Peek at the header without Session.deserialize: that records the signature, and the
+            # kernel would then reject a deferred message as a replay ("Duplicate Signature").
             try:
                 idents, rest = session.feed_identities(frames, copy=False)
-                msg = session.deserialize(rest, content=True, copy=False)
+                msg_type = json.loads(rest[1].bytes).get("msg_type")
             except Exception:  # noqa: BLE001 - let the kernel itself report a malformed message
-                self._defer(frames)
-                continue
-            msg_type = msg["header"].get("msg_type")
+                msg_type = None
             handler = kernel.shell_handlers.get(msg_type) if msg_type in _COMM_TYPES else None
             if handler is None:
                 self._defer(frames)
+                continue
+            try:
+                msg = session.deserialize(rest, content=True, copy=False)
+            except Exception:  # noqa: BLE001 - a bad signature: drop it, as the kernel would
                 continue
             parent = kernel.get_parent("shell")
             ident = kernel._get_shell_context_var(kernel._shell_parent_ident)
