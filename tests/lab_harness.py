@@ -222,11 +222,13 @@ JS_KERNEL_IDLE = """() => {
 
 def open_notebook(page: Any, server: LabServer, name: str) -> None:
     """Open `name` in JupyterLab and wait until its kernel is idle (accepting a kernel dialog)."""
-    page.goto(server.url(f"lab/tree/{name}"))
+    # ?reset: a clean workspace, so notebooks of earlier tests are not restored around this one
+    page.goto(server.url(f"lab/tree/{name}?reset"))
     page.wait_for_function(
-        "() => window.jupyterapp && window.jupyterapp.shell.currentWidget "
-        "&& window.jupyterapp.shell.currentWidget.content "
-        "&& window.jupyterapp.shell.currentWidget.content.model"
+        """(name) => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
+                       return !!w && !!w.context && w.context.path === name && !!w.content.model; }""",
+        arg=name,
+        timeout=180_000,
     )
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline:

@@ -174,8 +174,15 @@ def test_k2think_cell_in_the_browser(server):
         open_notebook(page, server, "think.ipynb")
         run_all(page)
         wait_idle(page)
-        page.wait_for_function("() => window.jupyterapp.shell.currentWidget.content.model.cells.length >= 5")
-        time.sleep(1.0)  # widgets render
+        # Run All idles between cells: wait for the last cell's output, then let the widgets draw
+        page.wait_for_function(
+            """() => { const m = window.jupyterapp.shell.currentWidget.content.model;
+                       const last = m.cells.get(m.cells.length - 1).toJSON();
+                       return m.cells.length >= 5 && last.outputs.length > 0; }""",
+            timeout=180_000,
+        )
+        time.sleep(1.0)
+        screenshot(page, "lab_k2think.png")
         nb = cells(page)
         assert [c["source"] for c in nb[2:4]] == [
             "len(prices), sum(prices)",
@@ -191,4 +198,3 @@ def test_k2think_cell_in_the_browser(server):
         assert page.locator(".k2nb-progress").first.inner_text().startswith("k2nb · done")
         assert page.locator("details.k2nb-thinking").count() >= 2
         assert page.locator(".k2nb-dashboard").count() == 1, "the dashboard is shown at the end of the run"
-        screenshot(page, "lab_k2think.png")
