@@ -26,6 +26,8 @@ RoutingRecord = list[tuple[torch.Tensor, torch.Tensor]]
 
 # Tokens at or below this count take the gather path in the MoE (decode); more take the grouped path.
 _GATHER_MAX_TOKENS = 4
+# torch ≥ 2.10 has a grouped GEMM (CPU and CUDA); older versions loop over the used experts.
+_grouped_mm = getattr(F, "grouped_mm", None)
 
 
 class RMSNorm(nn.Module):
@@ -99,8 +101,10 @@ class MLA(nn.Module):
             kv = self.kv_b_proj(ckv).view(B, T, H, dn + dv).transpose(1, 2)  # [B, H, T, dn+dv]
             k_nope, v = kv.split([dn, dv], dim=-1)
             k = torch.cat((k_nope, kpe[:, None].expand(B, H, T, dr)), dim=-1)  # [B, H, T, dn+dr]
+            if dv != dn + dr:  # the fused (flash) SDPA kernels want one head dim for q, k and v
+                v = F.pad(v, (0, dn + dr - dv))
             o = F.scaled_dot_product_attention(torch.cat((q_nope, q_pe), dim=-1), k, v,
-                                               is_causal=T > 1, scale=self.scale)  # [B, H, T, dv]
+                                               is_causal=T > 1, scale=self.scale)[..., :dv]  # [B, H, T, dv]
         else:
             ckv_all, kpe_all = cache.write(layer, ckv, kpe)  # [B, S, R], [B, S, dr]
             S = ckv_all.shape[1]
@@ -151,21 +155,29 @@ class Experts(nn.Module):
             g, u = torch.bmm(self.w13[flat], xk).squeeze(-1).chunk(2, dim=-1)  # [N*k, I] each
             y = torch.bmm(self.w2[flat], (F.silu(g) * u)[:, :, None]).squeeze(-1)  # [N*k, D]
         else:
-            # Prefill (and CPU decode): sort token copies by expert and run each *used* expert once on
-            # its rows, reading its weights in place.
+            # Prefill (and CPU decode): sort token copies by expert so each expert's rows are
+            # contiguous, then run every *used* expert once on its rows, reading weights in place.
             flat = ids.reshape(-1)
             order = flat.argsort(stable=True)  # [N*k]
-            counts = torch.bincount(flat, minlength=self.w13.shape[0]).tolist()  # one sync per layer
+            counts = torch.bincount(flat, minlength=self.w13.shape[0])  # [E]
             xs = x[order // k]  # [N*k, D], grouped by expert
-            ys = []
-            start = 0
-            for e, c in enumerate(counts):
-                if c:  # only the experts that received tokens
-                    g, u = F.linear(xs[start:start + c], self.w13[e]).chunk(2, dim=-1)
-                    ys.append(F.linear(F.silu(g) * u, self.w2[e]))
-                    start += c
+            if (_grouped_mm is not None and N > _GATHER_MAX_TOKENS and not torch.is_grad_enabled()
+                    and (x.device.type == "cpu" or x.dtype == torch.bfloat16)):
+                # One grouped GEMM per projection: inference only (no CPU autograd), and on CUDA only
+                # in bfloat16 (what its kernels take).
+                offs = counts.cumsum(0).to(torch.int32)
+                g, u = _grouped_mm(xs, self.w13.transpose(1, 2), offs=offs).chunk(2, dim=-1)
+                ys = _grouped_mm(F.silu(g) * u, self.w2.transpose(1, 2), offs=offs)  # [N*k, D]
+            else:
+                parts, start = [], 0
+                for e, c in enumerate(counts.tolist()):  # one host sync per layer, not per expert
+                    if c:  # only the experts that received tokens
+                        g, u = F.linear(xs[start:start + c], self.w13[e]).chunk(2, dim=-1)
+                        parts.append(F.linear(F.silu(g) * u, self.w2[e]))
+                        start += c
+                ys = torch.cat(parts)
             y = torch.empty_like(xs)
-            y[order] = torch.cat(ys)
+            y[order] = ys
         return (y.view(N, k, -1) * weights[..., None].to(y.dtype)).sum(dim=1)
 
 
