@@ -490,7 +490,7 @@ def _n_experts_seen(result: ThinkResult) -> int:
 
 
 def _rate(num: int, den: int) -> float | None:
-    return round(num / den, 4) if den else None
+    return round(num / den, 6) if den else None  # 6 places: the text report rounds once, not twice
 
 
 def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[str, Any],
@@ -503,6 +503,9 @@ def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[
     n_valid = sum(r.valid_tool_calls for r in tools)
     rules = {rule: sum(r.verification == rule for r in tools) for rule in ("check", "recompute", "announced")}
     n_injected = sum(r.injected for r in injected)
+    solved = {r.problem for r in tools if r.correct}
+    hit_solved = [r for r in injected if r.injected and r.problem in solved]
+    all_valid = sum(r.valid_tool_calls == r.tool_calls for r in tools)
     ks = settings["paths"]
     report: dict[str, Any] = {
         "settings": settings,
@@ -513,15 +516,19 @@ def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[
             for fam in dict.fromkeys(r.family for r in tools)
         },
         "valid_tool_call_rate": _rate(n_valid, n_calls),
+        # one runaway run can emit dozens of broken calls, so say how many runs had only valid ones
         "tool_calls": {"total": n_calls, "valid": n_valid,
-                       "per_run": round(n_calls / len(tools), 3) if tools else None},
+                       "per_run": round(n_calls / len(tools), 3) if tools else None,
+                       "runs_all_valid": _rate(all_valid, len(tools))},
         "verification_rate": _rate(sum(r.verification is not None for r in tools), len(tools)),
         "verification_rules": rules,
         "recovery_rate": _rate(sum(r.recovered for r in injected), n_injected),
         "recovery": {"runs": len(injected), "injected": n_injected,
                      "retried": sum(r.retried for r in injected),
                      "recovered": sum(r.recovered for r in injected),
-                     "accuracy": _rate(sum(r.correct for r in injected), len(injected))},
+                     "accuracy": _rate(sum(r.correct for r in injected), len(injected)),
+                     # recovery is capped by accuracy; this separates "cannot recover" from "cannot solve"
+                     "recovered_when_solved": _rate(sum(r.recovered for r in hit_solved), len(hit_solved))},
         "accuracy_no_tools": _rate(sum(r.correct for r in no_tools), len(no_tools)),
         "scaling": {
             "temperature": settings["scaling_temperature"],
@@ -543,7 +550,8 @@ def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[
                             "outputs True/False, (ii) recomputes: other code, same output value, or (iii) "
                             "is announced as a check by the reasoning just before it",
             "recovery": "first python call failed by injection; the model called python again, got a "
-                        "successful result and answered correctly (over runs where the injection fired)",
+                        "successful result and answered correctly (over runs where the injection fired); "
+                        "recovered_when_solved: the same over problems the tools run answered correctly",
             "scaling": "first k of the max(paths) sampled paths, voted with the loop's verified weights",
         },
     }
@@ -620,12 +628,13 @@ def format_report(report: dict[str, Any]) -> str:
         f"  accuracy (greedy, python tool)   {pct(report['accuracy'])}   "
         f"[{report['definitions']['correct']}]",
         f"  valid tool calls                 {pct(report['valid_tool_call_rate'])}   "
-        f"({tc['valid']}/{tc['total']}, {tc['per_run']} per run)",
+        f"({tc['valid']}/{tc['total']}, {tc['per_run']} per run; "
+        f"{pct(tc['runs_all_valid'])} of runs all valid)",
         f"  runs with a verification step    {pct(report['verification_rate'])}   "
         + ", ".join(f"{k} {v}" for k, v in report["verification_rules"].items()),
         f"  recovery after injected failure  {pct(report['recovery_rate'])}   "
         f"({rec['recovered']}/{rec['injected']} injected, {rec['retried']} retried; "
-        f"accuracy {pct(rec['accuracy'])})",
+        f"accuracy {pct(rec['accuracy'])}; {pct(rec['recovered_when_solved'])} of solved problems)",
         f"  accuracy without tools           {pct(report['accuracy_no_tools'])}",
         f"  paths (T={s['temperature']:g}, voted)              "
         + "  ".join(f"{k}: {pct(a)}" for k, a in zip(s["paths"], s["accuracy"], strict=True))
