@@ -39,7 +39,7 @@ def test_cache_holds_only_latents(model):
     cache = model.new_cache()
     expected = (cfg.kv_lora_rank + cfg.qk_rope_head_dim) * cfg.num_hidden_layers * 4  # float32
     assert cache.nbytes_per_token() == expected == cfg.kv_cache_bytes_per_token(4)
-    assert model.new_cache().ckv.dtype == torch.float32
+    assert model.new_cache().latent.dtype == torch.float32
 
 
 def test_greedy_generate_matches_argmax_of_full_logits(model):

@@ -106,17 +106,19 @@ class MLA(nn.Module):
             o = F.scaled_dot_product_attention(torch.cat((q_nope, q_pe), dim=-1), k, v,
                                                is_causal=T > 1, scale=self.scale)[..., :dv]  # [B, H, T, dv]
         else:
-            ckv_all, kpe_all = cache.write(layer, ckv, kpe)  # [B, S, R], [B, S, dr]
-            S = ckv_all.shape[1]
+            latent = cache.write(layer, ckv, kpe)[:, None]  # [B, 1, S, R+dr] = [c_kv | k_pe]
+            S = latent.shape[2]
             w = self.kv_b_proj.weight.view(H, dn + dv, R)
             q_lat = torch.einsum("bhtd,hdr->bhtr", q_nope, w[:, :dn])  # [B, H, T, R]
-            scores = (q_lat @ ckv_all[:, None].transpose(-1, -2)
-                      + q_pe @ kpe_all[:, None].transpose(-1, -2)) * self.scale  # [B, H, T, S]
+            # Every head attends over the same single-"head" latents: keys [c_kv | k_pe], values c_kv.
+            # Passing the cache view as the values too (and dropping the last dr output columns) keeps
+            # one head width for SDPA's fused kernel without copying the cache: GQA with one KV head.
+            visible = None
             if T > 1:  # token i of the chunk sits at S - T + i and sees keys 0 .. S - T + i
                 visible = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
-                scores = scores.masked_fill(~visible, float("-inf"))
-            p = scores.float().softmax(dim=-1).to(x.dtype)
-            o_lat = p @ ckv_all[:, None]  # [B, H, T, R]
+            o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
+                                                   attn_mask=visible, scale=self.scale,
+                                                   enable_gqa=True)[..., :R]  # [B, H, T, R]
             o = torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:])  # [B, H, T, dv]
         return self.o_proj(o.transpose(1, 2).reshape(B, T, H * dv))
 
