@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PROMPT = "257 dollars are saved at 9% yearly interest for 11 years. Final balance?"
+PROMPT = "For the values [97, 74, 90, 40, 24, 66], what is the population standard deviation?"
 GENERATED = ("thinking", "tool_call", "answer", "verification", "error")
 
 SETUP = """\
