@@ -3,7 +3,7 @@
 #   bash bench/gpu_check.sh            (prints everything; results also land in $OUT when set)
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${OUT:-/tmp/k2nb-gpu}
+OUT=${OUT:-runs/gpu}
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee "$OUT/gpu.txt"
 python -c "import torch; print(torch.__version__, torch.cuda.is_available())" 2>/dev/null \
