@@ -9,6 +9,7 @@ Screenshots go to test-artifacts/.
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
@@ -198,3 +199,44 @@ def test_k2think_cell_in_the_browser(server):
         assert page.locator(".k2nb-progress").first.inner_text().startswith("k2nb · done")
         assert page.locator("details.k2nb-thinking").count() >= 2
         assert page.locator(".k2nb-dashboard").count() == 1, "the dashboard is shown at the end of the run"
+
+
+def test_k2think_with_k2_nano_in_the_browser(server):
+    """The real thing: the shipped k2-nano in the kernel, its python calls inserted as real cells with
+    outputs, the heatmap drawn, the tree holding the run's nodes, the panel showing the verdict."""
+    server.write_notebook(
+        "nano.ipynb",
+        [("code", "%load_ext k2nb"),
+         ("code", "%%k2think\nGoing from 803 to 682, what is the change in percent?"),
+         ("code", "_.answer")],
+    )
+    with browser_page() as page:
+        open_notebook(page, server, "nano.ipynb")
+        run_all(page)
+        wait_idle(page)
+        page.wait_for_function(
+            """() => { const m = window.jupyterapp.shell.currentWidget.content.model;
+                       const last = m.cells.get(m.cells.length - 1).toJSON();
+                       return m.cells.length >= 4 && last.outputs.length > 0; }""",
+            timeout=300_000,
+        )
+        time.sleep(1.5)
+        screenshot(page, "lab_k2think_nano.png")
+        nb = cells(page)
+        tools = [c for c in nb if c["tagged"]]
+        assert len(tools) >= 2, [c["source"] for c in nb]
+        assert all(c["outputs"] for c in tools)
+        assert "-15.07" in json.dumps(tools[0]["outputs"])
+        assert "-15.07" in nb[-1]["outputs"][0]["data"]["text/plain"]
+        n_nodes = int(page.locator(".k2nb-dashboard .k2nb-tree").get_attribute("data-nodes"))
+        assert n_nodes >= 6  # root, path, attempt, thinking, tool calls, observations, answer
+        assert page.locator(".k2nb-dashboard .k2nb-vp").get_attribute("data-verdict") == "passed"
+        drawn = page.evaluate("""() => {
+            const c = document.querySelector('.k2nb-dashboard .k2nb-hm-grid');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            const colours = new Set();
+            for (let i = 0; i < d.length; i += 4 * 7)
+                if (d[i + 3]) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+            return {w: c.width, h: c.height, colours: colours.size};
+        }""")
+        assert drawn["w"] > 100 and drawn["h"] > 30 and drawn["colours"] > 5, drawn
