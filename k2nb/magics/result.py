@@ -86,7 +86,8 @@ class K2Result:
     def routing_trace(self) -> Any:
         """The chosen path's routing as an engine `RoutingTrace` over positions first..last generated
         token, for the heatmap. Tokens the model did not generate in between (tool results fed back,
-        the prompt of a later step) carry no routing here: weight 0, shown blank."""
+        the prompt of a later step) carry no routing here: weight 0, token id UNTRACED_TOKEN (shown
+        as "·" in the prompt channel)."""
         r = self.routing
         if len(r) == 0:
             return None
@@ -98,7 +99,9 @@ class K2Result:
         n, (n_layers, top_k) = end - start, r.experts.shape[1:]
         experts = np.zeros((n, n_layers, top_k), dtype=np.int32)
         weights = np.zeros((n, n_layers, top_k), dtype=np.float32)
-        tokens = np.zeros(n, dtype=np.int64)
+        from k2nb.widgets.data import UNTRACED_TOKEN
+
+        tokens = np.full(n, UNTRACED_TOKEN, dtype=np.int64)
         idx = r.positions - start
         experts[idx], weights[idx], tokens[idx] = r.experts, r.weights, r.tokens
         n_experts = getattr(getattr(self.model, "config", None), "n_routed_experts", None)

@@ -73,6 +73,11 @@ class TokenDecoder(Protocol):
 # tokens
 
 
+# Token id of positions a trace covers without knowing them (tool results and prompts fed back between
+# generated tokens): shown as "·" in the "prompt" channel, never decoded.
+UNTRACED_TOKEN = -1
+
+
 def token_texts(token_ids: Sequence[int], tokenizer: TokenDecoder | None) -> list[str]:
     """The text of each token (``tokenizer.decode([id])``), or ``[]`` without a tokenizer (the views
     then show ids). Decoded once per distinct id: a K2 run repeats ids a lot."""
@@ -82,6 +87,9 @@ def token_texts(token_ids: Sequence[int], tokenizer: TokenDecoder | None) -> lis
     out = []
     for t in token_ids:
         t = int(t)
+        if t < 0:  # a context token whose id and routing the trace does not hold (UNTRACED_TOKEN)
+            out.append("·")
+            continue
         if t not in cache:
             try:
                 cache[t] = tokenizer.decode([t])
@@ -116,6 +124,9 @@ def token_channels(
     """
     chan = np.full(n_tokens, CHANNELS.index("generated"), dtype=np.uint8)
     chan[: min(n_prompt, n_tokens)] = CHANNELS.index("prompt")
+    if token_ids is not None and len(token_ids):  # context fed back between generated tokens
+        untraced = np.asarray(token_ids[:n_tokens], dtype=np.int64) == UNTRACED_TOKEN
+        chan[: len(untraced)][untraced] = CHANNELS.index("prompt")
     owner = np.full(n_tokens, -1, dtype=np.int32)
     node_ids: list[str] = []
     if trajectory is None or n_tokens == 0:
