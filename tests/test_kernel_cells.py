@@ -185,3 +185,36 @@ def test_k2nb_kernelspec_starts_with_the_extension(tmp_path):
         assert "True" in s.execute("from k2nb.magics import channel; channel().connected").text()
     finally:
         s.close()
+
+
+RAMBLING_ENGINE = """
+from k2nb.engine import load_model
+from k2nb.magics import state
+from k2nb.models import model_path
+m = load_model(model_path())
+m.init_weights(seed=0)  # k2-nano's shape and tokenizer with random weights: it rambles until a budget
+st = state()
+st.unload()
+st.model, st.model_path = m, "random-weight k2-nano"
+st.settings["dashboard"] = False
+"""
+
+
+def test_stop_button_ends_a_real_engine_generation(kernel):
+    """The stop button during a real engine generation: the engine turns the interrupt into a
+    'cancelled' stream within a forward pass, the partial trajectory is kept, the next run works."""
+    kernel.execute(RAMBLING_ENGINE)
+    ex = kernel.execute("%%k2think --new --max-think-tokens 100000\nramble", wait=False)
+    time.sleep(4.0)  # well into the generation (a budget would end it only after minutes)
+    t0 = time.monotonic()
+    kernel.km.interrupt_kernel()
+    kernel.collect(ex, timeout=60)
+    stopped_in = time.monotonic() - t0
+    print(f"real engine: stop -> idle in {stopped_in:.2f} s")
+    assert stopped_in < 10  # generous under load; a k2-nano forward takes milliseconds
+    assert ex.reply["content"]["status"] == "ok"
+    check = kernel.execute("print(_.end_reason, sum(n.n_tokens for n in _.trajectory.find('thinking')) > 0)")
+    assert "cancelled True" in check.text()
+    kernel.execute("%k2model load k2-nano")
+    nxt = kernel.execute("%%k2think --new\nGoing from 803 to 682, what is the change in percent?")
+    assert "-15.07" in nxt.text()

@@ -224,6 +224,13 @@ class EngineBackend:
                     experts = step.experts.detach().to("cpu").numpy()
                     weights = step.weights.detach().to("cpu", dtype=_float32()).numpy()
                 yield TokenChunk(decoder.feed(step.token_id), step.token_id, step.position, experts, weights)
+            result = stream.result
+            stopped = result is not None and result.finish_reason == "cancelled"
+            if stopped and not (cancel is not None and cancel.is_set()):
+                # The engine caught Ctrl-C / the stop button inside a forward and ended cleanly (its
+                # cache stays consistent); pass the interrupt on so the loop ends the run as cancelled
+                # instead of taking the stop for the end of a step.
+                raise KeyboardInterrupt
             tail = decoder.flush()
             if tail:
                 yield TokenChunk(tail)

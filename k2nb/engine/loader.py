@@ -113,13 +113,14 @@ def _is_mtp(name: str, cfg: ModelConfig) -> bool:
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
-               dtype: torch.dtype | str | None = None, progress: bool = True,
+               dtype: torch.dtype | str | None = None, progress: bool | None = None,
                load_tokenizer: bool = True) -> K2Model:
     """Load a K2-family checkpoint folder (HF layout) onto ``device`` in ``dtype``.
 
     ``device`` defaults to CUDA when present, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
     MTP layers (index ≥ num_hidden_layers) are skipped. The folder's tokenizer, when it has one, is
-    attached as ``model.tokenizer``.
+    attached as ``model.tokenizer``. ``progress=None`` shows a progress bar only for checkpoints over
+    1 GB (a small model loads in well under a second; a bar would only clutter a notebook cell).
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -128,6 +129,8 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
     files = _weight_files(folder)
+    if progress is None:
+        progress = sum(f.stat().st_size for f in set(files.values())) > 2**30
 
     with torch.device("meta"):
         model = K2Model(cfg)

@@ -102,8 +102,10 @@ class K2State:
             torch_dtype = getattr(torch, dtype, None)
             if not isinstance(torch_dtype, torch.dtype):
                 raise UsageError(f"%k2model: unknown dtype {dtype!r}; use float32, bfloat16 or float16")
+        from k2nb.models import resolve_model_arg
+
         t0 = time.monotonic()
-        model = load_model(path, device=device, dtype=torch_dtype)
+        model = load_model(resolve_model_arg(path), device=device, dtype=torch_dtype)  # type: ignore[arg-type]
         self.model, self.model_path, self.backend = model, str(path), None
         self.load_seconds = time.monotonic() - t0
         self.conversation = None  # a conversation belongs to the model it was held with
