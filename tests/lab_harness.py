@@ -260,3 +260,16 @@ def screenshot(page: Any, name: str) -> Path:
     path = ARTIFACTS / name
     page.screenshot(path=str(path), full_page=True)
     return path
+
+
+def heatmap_pixels(page: Any, scope: str = ".k2nb-dashboard") -> dict[str, int]:
+    """Width, height and number of distinct colours drawn on the first routing-heatmap canvas in
+    `scope` (a blank or failed canvas has none)."""
+    return page.evaluate("""(scope) => {
+        const c = document.querySelector(scope + ' .k2nb-hm-grid');
+        const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+        const colours = new Set();
+        for (let i = 0; i < d.length; i += 4 * 7)
+            if (d[i + 3]) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
+        return {w: c.width, h: c.height, colours: colours.size};
+    }""", scope)

@@ -17,6 +17,7 @@ from lab_harness import (
     browser_page,
     cells,
     chromium_missing_reason,
+    heatmap_pixels,
     lab_server,
     open_notebook,
     run_all,
@@ -231,12 +232,5 @@ def test_k2think_with_k2_nano_in_the_browser(server):
         n_nodes = int(page.locator(".k2nb-dashboard .k2nb-tree").get_attribute("data-nodes"))
         assert n_nodes >= 6  # root, path, attempt, thinking, tool calls, observations, answer
         assert page.locator(".k2nb-dashboard .k2nb-vp").get_attribute("data-verdict") == "passed"
-        drawn = page.evaluate("""() => {
-            const c = document.querySelector('.k2nb-dashboard .k2nb-hm-grid');
-            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-            const colours = new Set();
-            for (let i = 0; i < d.length; i += 4 * 7)
-                if (d[i + 3]) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-            return {w: c.width, h: c.height, colours: colours.size};
-        }""")
+        drawn = heatmap_pixels(page)
         assert drawn["w"] > 100 and drawn["h"] > 30 and drawn["colours"] > 5, drawn

@@ -19,6 +19,7 @@ import time
 import urllib.request
 
 import pytest
+from lab_harness import heatmap_pixels
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = pathlib.Path(__file__).resolve().parent.parent / "test-artifacts"
@@ -143,14 +144,7 @@ def test_widgets_render_and_link_in_jupyterlab(lab):
             assert page.locator(".k2nb-dashboard .k2nb-vp").get_attribute("data-verdict") == "passed"
             assert "Verified" in page.locator(".k2nb-dashboard .k2nb-vp-verdict").inner_text()
 
-            drawn = page.evaluate("""() => {
-                const c = document.querySelector('.k2nb-dashboard .k2nb-hm-grid');
-                const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
-                const colours = new Set();
-                for (let i = 0; i < d.length; i += 4 * 7)
-                    if (d[i + 3]) colours.add((d[i] << 16) | (d[i + 1] << 8) | d[i + 2]);
-                return {w: c.width, h: c.height, colours: colours.size};
-            }""")
+            drawn = heatmap_pixels(page)
             assert drawn["w"] > 300 and drawn["h"] > 60 and drawn["colours"] > 20, drawn
 
             # ---- choosing a node highlights its tokens in the heatmap (browser-side link) ----------

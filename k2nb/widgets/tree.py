@@ -3,24 +3,23 @@
 from __future__ import annotations
 
 import pathlib
-import threading
 from typing import TYPE_CHECKING, Any
 
-import anywidget
 import ipywidgets
 import traitlets
 
-from k2nb.widgets.data import KIND_COLORS, Throttle, subtree_spans, tree_rows
+from k2nb.widgets.data import KIND_COLORS, subtree_spans, tree_rows
+from k2nb.widgets.following import TrajectoryWidget
 
 if TYPE_CHECKING:
-    from k2nb.agent.trajectory import Trajectory, TrajectoryEvent
+    from k2nb.agent.trajectory import Trajectory
     from k2nb.widgets.heatmap import RoutingHeatmap
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 _DETAIL_LIMIT = 20_000  # characters of a selected node's text sent to the detail pane
 
 
-class ReasoningTree(anywidget.AnyWidget):
+class ReasoningTree(TrajectoryWidget):
     """The nodes of a `Trajectory` (thinking, tool calls, observations, verification, answers,
     errors; paths and rollback attempts as branches), one compact row per node.
 
@@ -44,30 +43,6 @@ class ReasoningTree(anywidget.AnyWidget):
     traced_nodes = traitlets.List(traitlets.Unicode(), None, allow_none=True).tag(sync=True)
     title = traitlets.Unicode("Reasoning").tag(sync=True)
 
-    def __init__(
-        self,
-        trajectory: Trajectory,
-        *,
-        live: bool = True,
-        throttle_s: float = 0.1,
-        static_fallback: bool = True,
-        **kwargs: Any,
-    ):
-        super().__init__(**kwargs)
-        self._trajectory = trajectory
-        self.static_fallback = static_fallback
-        self._push_lock = threading.Lock()
-        self._throttle = Throttle(self._push, throttle_s)
-        self._unsubscribe = trajectory.subscribe(self._on_event) if live else None
-        self._push()
-
-    @property
-    def trajectory(self) -> Trajectory:
-        return self._trajectory
-
-    def _on_event(self, event: TrajectoryEvent) -> None:
-        self._throttle.poke()
-
     def _push(self) -> None:
         with self._push_lock:
             rows = tree_rows(self._trajectory)
@@ -80,25 +55,6 @@ class ReasoningTree(anywidget.AnyWidget):
                 self.version += 1
                 if self.selected_node:
                     self._update_selection(self.selected_node)
-
-    def flush(self) -> None:
-        """Send pending changes now (a throttled update may otherwise be up to `throttle_s` away)."""
-        self._throttle.flush()
-
-    def stop(self) -> None:
-        """Stop following the trajectory (the view keeps its last state)."""
-        self._throttle.cancel()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        self._push()
-
-    def close(self) -> None:
-        self._throttle.cancel()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().close()
 
     @traitlets.observe("selected_node")
     def _selected(self, change: dict[str, Any]) -> None:

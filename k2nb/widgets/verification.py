@@ -4,22 +4,21 @@ from __future__ import annotations
 
 import html
 import pathlib
-import threading
 from typing import TYPE_CHECKING, Any
 
-import anywidget
 import traitlets
 
-from k2nb.widgets.data import KIND_COLORS, VERDICT_TEXT, Throttle, check_rows, verdict
+from k2nb.widgets.data import KIND_COLORS, VERDICT_TEXT, check_rows, verdict
+from k2nb.widgets.following import TrajectoryWidget
 
 if TYPE_CHECKING:
-    from k2nb.agent.trajectory import Trajectory, TrajectoryEvent
+    from k2nb.agent.trajectory import Trajectory
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 _EVENTS = frozenset({"check_added", "check_updated", "node_finished"})  # what can change a verdict
 
 
-class VerificationPanel(anywidget.AnyWidget):
+class VerificationPanel(TrajectoryWidget):
     """Every `Check` of a trajectory with its status, evidence and node, and the overall verdict
     (`k2nb.widgets.data.verdict`: checks of rolled-back attempts are shown but superseded).
 
@@ -36,30 +35,7 @@ class VerificationPanel(anywidget.AnyWidget):
     kind_colors = traitlets.Dict(dict(KIND_COLORS)).tag(sync=True)
     title = traitlets.Unicode("Verification").tag(sync=True)
 
-    def __init__(
-        self,
-        trajectory: Trajectory,
-        *,
-        live: bool = True,
-        throttle_s: float = 0.1,
-        static_fallback: bool = True,
-        **kwargs: Any,
-    ):
-        super().__init__(**kwargs)
-        self._trajectory = trajectory
-        self.static_fallback = static_fallback
-        self._push_lock = threading.Lock()
-        self._throttle = Throttle(self._push, throttle_s)
-        self._unsubscribe = trajectory.subscribe(self._on_event) if live else None
-        self._push()
-
-    @property
-    def trajectory(self) -> Trajectory:
-        return self._trajectory
-
-    def _on_event(self, event: TrajectoryEvent) -> None:
-        if event.type in _EVENTS:
-            self._throttle.poke()
+    events = _EVENTS
 
     def _push(self) -> None:
         with self._push_lock, self.hold_sync():
@@ -67,17 +43,6 @@ class VerificationPanel(anywidget.AnyWidget):
             self.verdict = verdict(self._trajectory)
             ans = self._trajectory.answer
             self.answer = "" if ans is None else str(ans)[:2000]
-
-    def flush(self) -> None:
-        """Send pending changes now."""
-        self._throttle.flush()
-
-    def close(self) -> None:
-        self._throttle.cancel()
-        if self._unsubscribe is not None:
-            self._unsubscribe()
-            self._unsubscribe = None
-        super().close()
 
     def to_html(self) -> str:
         """The panel as a plain HTML table: the static fallback for nbconvert and GitHub."""
