@@ -29,7 +29,8 @@ reason = chromium_missing_reason()
 pytestmark = pytest.mark.skipif(reason is not None, reason=reason or "")
 
 TOOL_CODES = [
-    "import math\nrows = [(n, math.factorial(n)) for n in range(1, 6)]\nprint(rows)",
+    # the first call lasts a second, so a watcher sees it alone before the next ones come
+    "import math, time\nrows = [(n, math.factorial(n)) for n in range(1, 6)]\nprint(rows)\ntime.sleep(1.0)",
     "from IPython.display import HTML\nHTML('<b id=\"k2nb-rich\">rich output from a tool cell</b>')",
     "1 / 0",
     "import time\nfor i in range(4):\n    print('tick', i, flush=True)\n    time.sleep(0.5)\n"

@@ -306,6 +306,12 @@ def time_limit(timeout_s: float | None) -> Iterator[list[bool]]:
         signal.signal(signal.SIGALRM, previous)
 
 
+def running_cell_count(shell: Any) -> int:
+    """The execution count of the cell running now (IPython's display hook knows it in every version)."""
+    count = getattr(getattr(shell, "displayhook", None), "prompt_count", None)
+    return count if isinstance(count, int) else shell.execution_count
+
+
 def run_tool_cell(
     shell: Any,
     code: str,
@@ -317,12 +323,16 @@ def run_tool_cell(
 ) -> CellRun:
     """Run `code` as a cell of `shell` with its own execution count; outputs recorded, never raised.
 
-    `outer_count` is the execution count of the `%%k2think` cell this runs inside: a nested run_cell
-    would otherwise reuse it (IPython increments the count only at the end of a cell), which would
-    make two history entries with one number.
+    `outer_count` is the execution count of the `%%k2think` cell this runs inside. The tool cell is
+    numbered after it (and after earlier tool cells), and afterwards the outer cell's own output is
+    numbered after the tool cell, so no two history entries share a number. IPython < 9.18 increments
+    the count at the end of a cell and later versions at its start; both run a cell under the count
+    found in `shell.execution_count` when it starts, which is what is set here.
     """
-    if outer_count is not None and shell.execution_count <= outer_count:
-        shell.execution_count = outer_count + 1
+    offset = shell.execution_count - running_cell_count(shell)  # 0 (old IPython) or 1 (new)
+    if outer_count is not None:
+        # after the outer cell, or else in the slot the previous tool cell kept for the outer output
+        shell.execution_count = max(outer_count + 1, shell.execution_count - offset)
     count = shell.execution_count
     recorder = OutputRecorder(capture_chars=capture_chars)
     if on_change is not None:
@@ -342,6 +352,8 @@ def run_tool_cell(
                     recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
     finally:
         shell.displayhook.exec_result = outer_result
+        if outer_count is not None:  # the outer cell's output (and kernel reply) numbered after this cell
+            shell.execution_count = count + 1 + offset
     run.duration_s = time.monotonic() - started
     run.result = result
     run.timed_out = fired[0]

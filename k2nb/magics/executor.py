@@ -25,7 +25,7 @@ from k2nb.agent.python_tool import (
 )
 from k2nb.agent.tools import Tool
 from k2nb.magics.approval import Approval
-from k2nb.magics.capture import CellRun, OutputRecorder, run_tool_cell
+from k2nb.magics.capture import CellRun, OutputRecorder, run_tool_cell, running_cell_count
 from k2nb.magics.cells import CellSink, Output
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -63,7 +63,7 @@ class NotebookExecutor:
         self.approval = approval or Approval("auto", shell)
         self.timeout_s = timeout_s
         # Built inside the running cell, so its count is the one tool cells must be numbered after.
-        self.outer_count = outer_count if outer_count is not None else getattr(shell, "execution_count", None)
+        self.outer_count = outer_count if outer_count is not None else running_cell_count(shell)
         self.cancel = cancel
         self.capture_chars = capture_chars
         self.run_meta = dict(run_meta or {})  # goes into every cell's metadata.k2nb (anchor, run, ...)

@@ -15,6 +15,7 @@ from typing import Any
 from k2nb.agent.executor import Observation, ToolCallRequest
 from k2nb.magics import uipoll
 from k2nb.magics.approval import Approval, ApprovalMode
+from k2nb.magics.capture import running_cell_count
 from k2nb.magics.cells import CellSink, FrontendCells, InlineCells, channel, current_cell_id
 from k2nb.magics.executor import NotebookExecutor
 
@@ -71,7 +72,7 @@ def notebook_executor(
         tools,
         sink=sink,
         approval=Approval(approve, shell),
-        outer_count=shell.execution_count,
+        outer_count=running_cell_count(shell),
         cancel=cancel,
         run_meta=meta,
         **extra,
