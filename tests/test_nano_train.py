@@ -69,6 +69,32 @@ def test_packing_keeps_conversations_whole(tokenizer):
                  if r[i] == opener and list(r[i + 1:i + 1 + len(declare)]) == declare)
     assert starts == len(encoded)
     assert rows.fill > 0.8
+    # Segments number the conversations of each row; the padding after them is one more segment.
+    steps = np.diff(rows.seg.astype(int), axis=1)
+    assert (rows.seg[:, 0] == 0).all() and steps.min() >= 0 and steps.max() == 1
+    # a row ends in padding when its last segment holds no targets (every conversation has some)
+    n_padded = sum(int(not lo[sg == sg.max()].any()) for lo, sg in zip(rows.loss, rows.seg, strict=True))
+    assert int(rows.seg.max(axis=1).sum()) + len(rows.ids) - n_padded == len(encoded)
+
+
+def test_packed_conversations_do_not_see_each_other(tokenizer):
+    """With segments, each conversation of a packed row gets exactly the logits it gets alone."""
+    from k2nb.nano.train import build_model
+
+    encoded = [encode_problem(tokenizer, p) for p in C.generate(6, seed=3)]
+    rows = pack(encoded, seq_len=2047, pad_id=tokenizer.special_tokens[IM_END], seed=0)
+    model = build_model(TINY_CONFIG, tokenizer.vocab_size, tokenizer.special_tokens[IM_END], seed=0).eval()
+    row, seg = torch.from_numpy(rows.ids[:1]).long(), torch.from_numpy(rows.seg[:1])
+    assert int(seg.max()) >= 2  # at least two conversations in the row
+    with torch.no_grad():
+        packed = model(row, segments=seg)
+        causal = model(row)
+        for k in range(int(seg.max())):
+            at = torch.nonzero(seg[0] == k)[:, 0]
+            alone = model(row[:, at])
+            torch.testing.assert_close(packed[:, at], alone, atol=2e-5, rtol=1e-4)
+            if k > 0:  # without segments, later conversations attend to earlier ones
+                assert not torch.allclose(causal[:, at], alone, atol=1e-3)
 
 
 @pytest.fixture(scope="module")

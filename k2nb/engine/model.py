@@ -83,7 +83,8 @@ class MLA(nn.Module):
         self.scale = cfg.softmax_scale
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                cache: LatentCache | None, layer: int) -> torch.Tensor:
+                cache: LatentCache | None, layer: int, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` (no cache only): ``[B, 1, T, T]`` bool, True where a query may attend a key."""
         cfg, H = self.cfg, self.n_heads
         dn, dr, dv, R = cfg.qk_nope_head_dim, cfg.qk_rope_head_dim, cfg.v_head_dim, cfg.kv_lora_rank
         B, T, _ = x.shape
@@ -103,8 +104,9 @@ class MLA(nn.Module):
             k = torch.cat((k_nope, kpe[:, None].expand(B, H, T, dr)), dim=-1)  # [B, H, T, dn+dr]
             if dv != dn + dr:  # the fused (flash) SDPA kernels want one head dim for q, k and v
                 v = F.pad(v, (0, dn + dr - dv))
-            o = F.scaled_dot_product_attention(torch.cat((q_nope, q_pe), dim=-1), k, v,
-                                               is_causal=T > 1, scale=self.scale)[..., :dv]  # [B, H, T, dv]
+            o = F.scaled_dot_product_attention(torch.cat((q_nope, q_pe), dim=-1), k, v, attn_mask=mask,
+                                               is_causal=mask is None and T > 1,
+                                               scale=self.scale)[..., :dv]  # [B, H, T, dv]
         else:
             latent = cache.write(layer, ckv, kpe)[:, None]  # [B, 1, S, R+dr] = [c_kv | k_pe]
             S = latent.shape[2]
@@ -219,8 +221,8 @@ class DecoderLayer(nn.Module):
                                                                              cfg.intermediate_size)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, cache: LatentCache | None,
-                record: RoutingRecord | None) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, self.index)
+                record: RoutingRecord | None, mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, self.index, mask)
         h = self.post_attention_layernorm(x)
         return x + (self.mlp(h, record) if isinstance(self.mlp, MoE) else self.mlp(h))
 
@@ -265,19 +267,29 @@ class K2Model(nn.Module):
 
     # ---- forward ------------------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, cache: LatentCache | None = None,
-                record: RoutingRecord | None = None, last_only: bool = False) -> torch.Tensor:
+                record: RoutingRecord | None = None, last_only: bool = False,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids ``[B, T]`` → logits ``[B, T, vocab]`` float32 (``[B, 1, vocab]`` if last_only).
 
         With a cache, the tokens continue the ``cache.length`` cached ones, which then grow by T.
+        ``segments`` ``[B, T]`` (training on packed rows, no cache): a token attends only to earlier
+        tokens of its own segment, so each packed sequence is computed as if it stood alone (RoPE is
+        relative, so where a segment starts in the row does not matter).
         """
         B, T = input_ids.shape
+        mask = None
+        if segments is not None:
+            if cache is not None:
+                raise ValueError("segments are for training on packed rows, without a cache")
+            same = segments[:, :, None] == segments[:, None, :]  # [B, T, T]
+            mask = (same & torch.ones(T, T, dtype=torch.bool, device=same.device).tril())[:, None]
         start = cache.length if cache is not None else 0
         if cache is not None:
             cache.reserve(start + T)
         cos, sin = self._cos_sin(start, start + T)
         x = self.embed_tokens(input_ids)  # [B, T, D]
         for layer in self.layers:
-            x = layer(x, cos, sin, cache, record)
+            x = layer(x, cos, sin, cache, record, mask)
         if cache is not None:
             cache.commit(T)
         if last_only:

@@ -151,6 +151,12 @@ class K2State:
 
             if warm.warming():
                 return f"no model yet; warming {warm._state['path']} in the background"
+            default = warm.default_model_path()
+            if default is not None:
+                return (
+                    f"no model loaded yet; the first %%k2think loads the default ({default}); "
+                    "%k2model load PATH (or --model PATH) picks another"
+                )
             return "no model loaded (%k2model load PATH, or --model PATH on %%k2think)"
         m = self.model
         params = list(m.parameters())

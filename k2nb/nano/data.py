@@ -75,10 +75,13 @@ def encode_problem(tokenizer, problem: Problem) -> Encoded:
 @dataclass(slots=True)
 class PackedRows:
     """Fixed-length training rows: ``ids [N, L+1]`` and ``loss [N, L+1]``; the loss flag of position t
-    says whether token t is a target (predicted from positions < t)."""
+    says whether token t is a target (predicted from positions < t). ``seg [N, L+1]`` numbers the
+    conversations of a row (0, 1, …; the padding after them is one more segment): the model is run
+    with ``segments=seg`` so that a conversation never attends to another one packed before it."""
 
     ids: np.ndarray
     loss: np.ndarray
+    seg: np.ndarray
     n_conversations: int
     n_dropped: int  # conversations longer than a row
     n_tokens: int  # real (non-padding) tokens
@@ -94,9 +97,8 @@ def pack(encoded: Sequence[Encoded], seq_len: int, pad_id: int, seed: int = 0,
     """Pack whole conversations into rows of ``seq_len + 1`` tokens, first-fit decreasing within
     windows of ``window`` conversations (order shuffled by ``seed``), so that no conversation is cut
     — the model always sees a conversation from its start, as at inference — and padding stays small.
-    Padding positions are never targets. Conversations attend to earlier ones in the same row (the
-    engine's forward is plain causal); the ``<|im_system|>tool_declare`` opening of each marks the
-    boundary."""
+    Padding positions are never targets. ``seg`` tells the conversations of a row apart, for the
+    attention mask that keeps them from seeing each other."""
     row_len = seq_len + 1
     order = list(range(len(encoded)))
     random.Random(seed).shuffle(order)
@@ -123,16 +125,19 @@ def pack(encoded: Sequence[Encoded], seq_len: int, pad_id: int, seed: int = 0,
         rows += members_list
     ids = np.full((len(rows), row_len), pad_id, dtype=np.int32)
     loss = np.zeros((len(rows), row_len), dtype=np.uint8)
+    seg = np.zeros((len(rows), row_len), dtype=np.uint8)
     n_tokens = 0
     for r, members in enumerate(rows):
         at = 0
-        for i in members:
+        for k, i in enumerate(members):
             e = encoded[i]
             ids[r, at:at + len(e)] = e.ids
             loss[r, at:at + len(e)] = e.loss
+            seg[r, at:at + len(e)] = k
             at += len(e)
+        seg[r, at:] = len(members)
         n_tokens += at
-    return PackedRows(ids, loss, len(encoded) - dropped, dropped, n_tokens)
+    return PackedRows(ids, loss, seg, len(encoded) - dropped, dropped, n_tokens)
 
 
 def encode_all(tokenizer, problems: Iterable[Problem]) -> list[Encoded]:

@@ -132,12 +132,14 @@ def build_model(config: dict[str, Any], vocab_size: int, eos_id: int, seed: int)
     return model
 
 
-def masked_loss(model: K2Model, rows: torch.Tensor, targets: torch.Tensor) -> tuple[torch.Tensor, int, int]:
+def masked_loss(model: K2Model, rows: torch.Tensor, targets: torch.Tensor,
+                segments: torch.Tensor | None = None) -> tuple[torch.Tensor, int, int]:
     """Mean cross-entropy over target positions. rows ``[B, L+1]`` ids, targets ``[B, L+1]`` 0/1 flags
-    (flag t: token t is predicted from positions < t). Returns (loss, n_targets, n_correct)."""
+    (flag t: token t is predicted from positions < t), segments ``[B, L+1]`` the packed conversation
+    of each position (None: one causal sequence per row). Returns (loss, n_targets, n_correct)."""
     inputs, labels = rows[:, :-1], rows[:, 1:].long()  # [B, L]
     mask = targets[:, 1:].bool()  # [B, L]
-    logits = model(inputs)  # [B, L, V]
+    logits = model(inputs, segments=None if segments is None else segments[:, :-1])  # [B, L, V]
     sel = logits[mask]  # [N, V]
     gold = labels[mask]  # [N]
     loss = F.cross_entropy(sel, gold)
@@ -174,9 +176,12 @@ def build_data(tokenizer: Any, s: TrainSettings, n_problems: int, cache: Path | 
     """Training rows from ``n_problems`` seeded curriculum problems and held-out rows, cached as npz."""
     if cache is not None and cache.is_file():
         z = np.load(cache)
-        if int(z["n_problems"]) == n_problems and int(z["seed"]) == s.seed and int(z["seq_len"]) == s.seq_len:
-            train = PackedRows(z["train_ids"], z["train_loss"], int(z["train_n"]), 0, int(z["train_tokens"]))
-            held = PackedRows(z["held_ids"], z["held_loss"], int(z["held_n"]), 0, int(z["held_tokens"]))
+        if (int(z["n_problems"]) == n_problems and int(z["seed"]) == s.seed and int(z["seq_len"]) == s.seq_len
+                and "train_seg" in z.files):
+            train = PackedRows(z["train_ids"], z["train_loss"], z["train_seg"], int(z["train_n"]), 0,
+                               int(z["train_tokens"]))
+            held = PackedRows(z["held_ids"], z["held_loss"], z["held_seg"], int(z["held_n"]), 0,
+                              int(z["held_tokens"]))
             return train, held
     pad = tokenizer.special_tokens[IM_END]
     train_p = curriculum.generate(n_problems, seed=s.seed, split="train")
@@ -186,13 +191,14 @@ def build_data(tokenizer: Any, s: TrainSettings, n_problems: int, cache: Path | 
     if cache is not None:
         cache.parent.mkdir(parents=True, exist_ok=True)
         np.savez(cache, n_problems=n_problems, seed=s.seed, seq_len=s.seq_len,
-                 train_ids=train.ids, train_loss=train.loss, train_n=train.n_conversations,
-                 train_tokens=train.n_tokens, held_ids=held.ids, held_loss=held.loss,
+                 train_ids=train.ids, train_loss=train.loss, train_seg=train.seg,
+                 train_n=train.n_conversations, train_tokens=train.n_tokens,
+                 held_ids=held.ids, held_loss=held.loss, held_seg=held.seg,
                  held_n=held.n_conversations, held_tokens=held.n_tokens)
     return train, held
 
 
-def _batch(rows: PackedRows, step: int, s: TrainSettings) -> tuple[torch.Tensor, torch.Tensor]:
+def _batch(rows: PackedRows, step: int, s: TrainSettings) -> tuple[torch.Tensor, ...]:
     """Rows for ``step``: epoch e visits the rows in a permutation seeded by (seed, e), so a resumed run
     sees exactly the batches an uninterrupted one would."""
     n = len(rows.ids)
@@ -202,7 +208,8 @@ def _batch(rows: PackedRows, step: int, s: TrainSettings) -> tuple[torch.Tensor,
         epoch, pos = divmod(k, n)
         perm = np.random.default_rng([s.seed, epoch]).permutation(n)
         idx.append(perm[pos])
-    return torch.from_numpy(rows.ids[idx]).long(), torch.from_numpy(rows.loss[idx])
+    return (torch.from_numpy(rows.ids[idx]).long(), torch.from_numpy(rows.loss[idx]),
+            torch.from_numpy(rows.seg[idx]))
 
 
 @torch.no_grad()
@@ -213,7 +220,7 @@ def heldout_loss(model: K2Model, held: PackedRows, s: TrainSettings) -> tuple[fl
     for i in range(0, min(len(held.ids), s.eval_rows), s.batch_size):
         ids = torch.from_numpy(held.ids[i:i + s.batch_size]).long()
         mask = torch.from_numpy(held.loss[i:i + s.batch_size])
-        loss, n, c = masked_loss(model, ids, mask)
+        loss, n, c = masked_loss(model, ids, mask, torch.from_numpy(held.seg[i:i + s.batch_size]))
         total += float(loss) * n
         n_total += n
         n_correct += c
@@ -330,11 +337,11 @@ def train_nano(out_dir: str | Path, steps: int = 2100, seed: int = 0, *, config:
     t_loop = time.time()
     last_eval: tuple[float, float] | None = None
     while step < s.steps:
-        ids, mask = _batch(train_rows, step, s)
+        ids, mask, seg = _batch(train_rows, step, s)
         lr = lr_at(step, s)
         for group in opt.param_groups:
             group["lr"] = lr
-        loss, n_targets, n_correct = masked_loss(model, ids, mask)
+        loss, n_targets, n_correct = masked_loss(model, ids, mask, seg)
         loss_value = loss.item()
         opt.zero_grad(set_to_none=True)
         loss.backward()
