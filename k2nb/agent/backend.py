@@ -41,6 +41,22 @@ class TokenChunk:
 
 
 @dataclass(slots=True)
+class ContextRouting:
+    """Routing of the prompt tokens a step prefilled (what the model read before generating): ids and
+    absolute positions ``[T]``, experts and weights ``[T, n_moe_layers, top_k]``. A backend that has
+    it sets `last_context` after each stream (and after `prefill`); the loop gives it to the node
+    whose text those tokens were (the question, a tool result)."""
+
+    positions: np.ndarray
+    token_ids: np.ndarray
+    experts: np.ndarray
+    weights: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.token_ids)
+
+
+@dataclass(slots=True)
 class GenerationOptions:
     max_new_tokens: int = 4096
     temperature: float = 0.0
@@ -189,6 +205,7 @@ class EngineBackend:
         self.session = session if session is not None else model.session()
         self._prompt: IncrementalPrompt[int] = IncrementalPrompt(self._encode)
         self.last_result: Any = None  # the engine's GenerationResult of the last stream
+        self.last_context: ContextRouting | None = None  # routing of the prompt tokens it prefilled
 
     def _encode(self, pieces: list[Piece]) -> list[int]:
         return encode_pieces(self.tokenizer, pieces)
@@ -202,6 +219,7 @@ class EngineBackend:
         stream = self.session.generate_stream(self.prompt_ids(prompt), max_new_tokens=1)
         for _ in stream:
             pass
+        self.last_context = _context_of(stream.result)
 
     def stream(
         self, prompt: Prompt, options: GenerationOptions, cancel: threading.Event | None = None
@@ -237,14 +255,30 @@ class EngineBackend:
         finally:
             stream.close()  # a consumer that stops early (a budget) ends the engine's loop too
             self.last_result = stream.result
+            self.last_context = _context_of(stream.result)
 
     def fork(self) -> EngineBackend:
         other = EngineBackend.__new__(EngineBackend)
         other.model, other.tokenizer = self.model, self.tokenizer
         other.session = self.session.fork()
         other._prompt = self._prompt.fork()
-        other.last_result = None
+        other.last_result = other.last_context = None
         return other
+
+
+def _context_of(result: Any) -> ContextRouting | None:
+    """The prompt part of an engine GenerationResult's routing trace (None if not captured)."""
+    trace = getattr(result, "routing", None)
+    if trace is None or not trace.n_prompt or len(trace.tokens) < trace.n_prompt:
+        return None
+    n = trace.n_prompt
+    experts, weights = trace.numpy()
+    return ContextRouting(
+        np.arange(trace.start, trace.start + n, dtype=np.int64),
+        np.asarray(trace.tokens[:n], dtype=np.int64),
+        experts[:n],
+        weights[:n],
+    )
 
 
 def _float32() -> Any:

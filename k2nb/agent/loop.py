@@ -178,6 +178,9 @@ class _PathRun:
         self.think_tokens = 0
         self.steps = 0
         self._positions = 0  # fallback positions for tokens the backend gives none
+        # The node whose text the next step's prefilled prompt tokens are: the question at first,
+        # then the step's first tool result (see _take_context).
+        self._reader: Node | None = traj.root
 
     # --- budgets ------------------------------------------------------------------------------
 
@@ -256,6 +259,7 @@ class _PathRun:
             close = getattr(stream, "close", None)
             if close is not None:
                 close()
+            self._take_context(attempt)
         self._apply(st, parser.finish())
         if st.pending and st.last_node is not None:
             self._attribute(st, None, st.last_node)
@@ -265,6 +269,15 @@ class _PathRun:
         if st.answer is not None and st.calls:
             self.t.update(st.answer, interim=True)  # text before tool calls is not the final answer
         return st
+
+    def _take_context(self, attempt: Node) -> None:
+        """Give the routing of the prompt tokens this step prefilled (when the backend reports it) to
+        the node they were: the question, the tool result(s) fed back, else the attempt (a forced
+        answer's prompt). The results of a step with several calls all go to its first observation."""
+        ctx = getattr(self.backend, "last_context", None)
+        node, self._reader = self._reader or attempt, None
+        if ctx is not None and len(ctx):
+            self.t.add_context(node, ctx.positions, ctx.token_ids, ctx.experts, ctx.weights)
 
     def _cancelled(self) -> str | None:
         return "cancelled" if self.opts.cancel is not None and self.opts.cancel.is_set() else None
@@ -386,6 +399,7 @@ class _PathRun:
                         error=sentence,
                     )
             obs_node = self.t.add_observation(call.node, obs)
+            self._reader = self._reader or obs_node
             self.msgs.append({"role": "tool", "tool_call_id": ev.id, "name": ev.name, "content": obs.text})
             code = ev.parsed.get("code") if ev.parsed and ev.name == "python" else None
             rec = CallRecord(
@@ -609,8 +623,14 @@ class RunRouting:
         return len(self.tokens)
 
 
-def collect_routing(t: Trajectory, under: Node) -> RunRouting:
-    parts = [n for n in t.walk(under) if n.routing is not None and len(n.routing)]
+def collect_routing(t: Trajectory, under: Node, context: bool = False) -> RunRouting:
+    """The routing of the tokens generated under `under`; with `context`, of the prompt tokens read
+    instead (the question's, kept on the root, and the tool results fed back)."""
+    nodes_in = list(t.walk(under))
+    if context and under is not t.root:
+        nodes_in.insert(0, t.root)
+    routed = [(n, n.context if context else n.routing) for n in nodes_in]
+    parts = [(n, r) for n, r in routed if r is not None and len(r)]
     if not parts:
         empty = np.zeros((0, 0, 0), dtype=np.int32)
         return RunRouting(
@@ -618,15 +638,14 @@ def collect_routing(t: Trajectory, under: Node) -> RunRouting:
         )
     nodes: list[str] = []
     kinds: list[str] = []
-    for n in parts:
-        assert n.routing is not None
-        nodes += [n.id] * len(n.routing)
-        kinds += [n.kind] * len(n.routing)
+    for n, r in parts:
+        nodes += [n.id] * len(r)
+        kinds += [n.kind] * len(r)
     return RunRouting(
-        np.concatenate([n.routing.positions for n in parts if n.routing is not None]),
-        np.concatenate([n.routing.tokens for n in parts if n.routing is not None]),
-        np.concatenate([n.routing.experts for n in parts if n.routing is not None]),
-        np.concatenate([n.routing.weights for n in parts if n.routing is not None]),
+        np.concatenate([r.positions for _, r in parts]),
+        np.concatenate([r.tokens for _, r in parts]),
+        np.concatenate([r.experts for _, r in parts]),
+        np.concatenate([r.weights for _, r in parts]),
         nodes,
         kinds,
     )
@@ -718,6 +737,9 @@ def run_turn(
         if prefill is not None:  # one prefill of the prompt, shared by every fork
             try:
                 prefill(Prompt(base, executor.tool_schemas()))
+                ctx = getattr(backend, "last_context", None)
+                if ctx is not None and len(ctx):
+                    t.add_context(t.root, ctx.positions, ctx.token_ids, ctx.experts, ctx.weights)
             except Exception as exc:  # noqa: BLE001 - a failed prefill only loses the sharing
                 t.meta["prefill_error"] = f"{type(exc).__name__}: {exc}"
     results: list[PathResult] = []

@@ -109,6 +109,22 @@ class NodeRouting:
         self._weights[i] = w
         self.n += 1
 
+    def extend(self, positions: Any, token_ids: Any, experts: Any, weights: Any) -> None:
+        """Append T tokens at once: positions and ids ``[T]``, experts and weights ``[T, L, K]``."""
+        e, w = np.asarray(experts), np.asarray(weights)
+        n = len(e)
+        if e.shape[1:] != self._experts.shape[1:] or w.shape != e.shape:
+            raise ValueError(
+                f"routing of {n} tokens has shapes {e.shape}/{w.shape}, expected [T, "
+                f"{self.n_layers}, {self.top_k}] (n_moe_layers, top_k)"
+            )
+        while self.n + n > len(self._tokens):
+            self._grow()
+        sl = slice(self.n, self.n + n)
+        self._positions[sl], self._tokens[sl] = positions, token_ids
+        self._experts[sl], self._weights[sl] = e, w
+        self.n += n
+
     def _grow(self) -> None:
         cap = max(2 * len(self._tokens), 16)
         for name in ("_positions", "_tokens", "_experts", "_weights"):
@@ -161,6 +177,9 @@ class Node:
     finished_at: float | None = None
     span: tuple[int, int] | None = None
     routing: NodeRouting | None = None
+    # Routing of the context the model *read* for this node, not generated: the prompt (root) or a
+    # tool result fed back (observation). Kept apart from `routing`, which is generated tokens only.
+    context: NodeRouting | None = None
     children: list[str] = field(default_factory=list)
 
     @property
@@ -184,6 +203,7 @@ class Node:
             "finished_at": self.finished_at,
             "span": list(self.span) if self.span is not None else None,
             "routing": self.routing.to_dict() if self.routing is not None else None,
+            "context": self.context.to_dict() if self.context is not None else None,
         }
 
     @classmethod
@@ -199,6 +219,7 @@ class Node:
             finished_at=d["finished_at"],
             span=tuple(d["span"]) if d["span"] is not None else None,  # type: ignore[arg-type]
             routing=NodeRouting.from_dict(d["routing"]) if d["routing"] is not None else None,
+            context=NodeRouting.from_dict(d["context"]) if d.get("context") is not None else None,
             children=list(d["children"]),
         )
 
@@ -386,6 +407,21 @@ class Trajectory:
                 node.routing.append(position, token_id, experts, weights)
             node.text += text
         self._emit("node_updated", node=node, delta=text)
+
+    def add_context(
+        self, node_id: str | Node, positions: Any, token_ids: Any, experts: Any, weights: Any
+    ) -> None:
+        """Attribute the routing of context tokens the model read (not generated) to a node: the
+        prompt to the root, a tool result fed back to its observation. Spans are not changed."""
+        if len(positions) == 0:
+            return
+        with self._lock:
+            node = self.node(node_id)
+            if node.context is None:
+                shape = np.shape(experts)
+                node.context = NodeRouting(shape[1], shape[2])
+            node.context.extend(positions, token_ids, experts, weights)
+        self._emit("node_updated", node=node, delta="")
 
     def finish(self, node_id: str | Node, status: str = "done", **data: Any) -> Node:
         with self._lock:

@@ -83,29 +83,39 @@ class K2Result:
         nbformat.write(self.to_notebook(), str(path))
         return path
 
+    def context_routing(self) -> Any:
+        """The routing of the prompt tokens the chosen path read (`RunRouting`): the question and the
+        tool results fed back, where the backend reported it (the engine does)."""
+        from k2nb.agent.loop import collect_routing
+
+        under = self.think.paths[self.think.chosen].node if self.think is not None else self.trajectory.root
+        return collect_routing(self.trajectory, under, context=True)
+
     def routing_trace(self) -> Any:
-        """The chosen path's routing as an engine `RoutingTrace` over positions first..last generated
-        token, for the heatmap. Tokens the model did not generate in between (tool results fed back,
-        the prompt of a later step) carry no routing here: weight 0, token id UNTRACED_TOKEN (shown
-        as "·" in the prompt channel)."""
-        r = self.routing
-        if len(r) == 0:
+        """The chosen path's routing as an engine `RoutingTrace` over its positions, for the heatmap:
+        the tokens it generated and the prompt tokens it read (question, tool results fed back).
+        Positions with neither (a prompt the backend did not report) carry weight 0 and token id
+        UNTRACED_TOKEN (shown as "·" in the prompt channel)."""
+        gen, ctx = self.routing, self.context_routing()
+        parts = [r for r in (ctx, gen) if len(r)]  # generated last: it wins a shared position
+        if not parts:
             return None
         import torch
 
         from k2nb.engine.trace import RoutingTrace
-
-        start, end = int(r.positions.min()), int(r.positions.max()) + 1
-        n, (n_layers, top_k) = end - start, r.experts.shape[1:]
-        experts = np.zeros((n, n_layers, top_k), dtype=np.int32)
-        weights = np.zeros((n, n_layers, top_k), dtype=np.float32)
         from k2nb.widgets.data import UNTRACED_TOKEN
 
+        positions = np.concatenate([r.positions for r in parts])
+        start, end = int(positions.min()), int(positions.max()) + 1
+        n, (n_layers, top_k) = end - start, parts[0].experts.shape[1:]
+        experts = np.zeros((n, n_layers, top_k), dtype=np.int32)
+        weights = np.zeros((n, n_layers, top_k), dtype=np.float32)
         tokens = np.full(n, UNTRACED_TOKEN, dtype=np.int64)
-        idx = r.positions - start
-        experts[idx], weights[idx], tokens[idx] = r.experts, r.weights, r.tokens
+        for r in parts:
+            idx = r.positions - start
+            experts[idx], weights[idx], tokens[idx] = r.experts, r.weights, r.tokens
         n_experts = getattr(getattr(self.model, "config", None), "n_routed_experts", None)
-        n_experts = int(n_experts or int(r.experts.max()) + 1)
+        n_experts = int(n_experts or int(max(r.experts.max() for r in parts)) + 1)
         layer_ids = list(getattr(getattr(self.model, "config", None), "moe_layer_ids", range(n_layers)))
         trace = RoutingTrace(layer_ids[:n_layers], n_experts, int(top_k), start=start)
         trace.append(torch.from_numpy(experts), torch.from_numpy(weights), tokens.tolist())

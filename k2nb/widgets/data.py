@@ -154,6 +154,22 @@ def token_channels(
         chan[take] = CHANNELS.index(node.kind)
         owner[take] = len(node_ids) - 1
         prio[take] = cand[take]
+    # Context the model read (the question on the root, tool results on observations): positions
+    # whose token id is the one the node read, so another path's context at the same place does not
+    # take them. Generated tokens keep their node.
+    for node in trajectory.nodes.values():
+        r = node.context
+        if r is None or not r.n or ids is None:
+            continue
+        idx = r.positions.astype(np.int64) - start
+        ok = (idx >= 0) & (idx < min(n_tokens, len(ids)))
+        idx = idx[ok][ids[idx[ok]] == r.tokens[ok]]
+        idx = idx[prio[idx] == 0]
+        if not len(idx):
+            continue
+        node_ids.append(node.id)
+        chan[idx] = CHANNELS.index("observation" if node.kind == "observation" else "prompt")
+        owner[idx] = len(node_ids) - 1
     return TokenChannels(chan, owner, node_ids)
 
 
@@ -211,11 +227,15 @@ def selection_stats(trace: RoutingTrace, start: int, end: int) -> dict[str, np.n
 
 def subtree_spans(trajectory: Trajectory) -> dict[str, tuple[int, int] | None]:
     """Each node's token span, containers (root, path, attempt, a call with its observation) as
-    the union of their descendants' spans: what "highlight this node's tokens" means."""
+    the union of their descendants' spans: what "highlight this node's tokens" means. The context a
+    node read (the question, a tool result fed back) counts as its span too."""
     out: dict[str, tuple[int, int] | None] = {}
     order = list(trajectory.walk())
     for node in reversed(order):  # children before parents
         a, b = (node.span if node.span is not None else (None, None))
+        if node.context is not None and node.context.n:
+            lo, hi = int(node.context.positions.min()), int(node.context.positions.max()) + 1
+            a, b = (lo, hi) if a is None else (min(a, lo), max(b, hi))
         for c in node.children:
             cs = out.get(c)
             if cs is None:
