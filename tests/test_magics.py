@@ -86,6 +86,8 @@ def test_run_with_a_tool_call_in_the_user_namespace(ip, k2, tmp_path):
     assert ip.user_ns["In"][before + 1] == "k2_y = k2_n * 7\nprint(k2_y)\nk2_y"
     assert [o["output_type"] for o in cell["outputs"]] == ["stream", "execute_result"]
     assert ip.execution_count == before + 3  # the k2think cell took the count after its tool's
+    assert ip.user_ns["In"][before + 2].startswith("%%k2think") or "k2think" in ip.user_ns["In"][before + 2]
+    assert ip.user_ns["Out"][before + 2] is result  # In[n] / Out[n] of the run cell pair up
     # what the model read back is the cell's output
     obs = result.trajectory.find("observation")[0]
     assert "42" in obs.text
@@ -234,3 +236,20 @@ def test_dashboard_at_the_end_and_k2route(ip, k2):
     ip.run_line_magic("k2route", "")
     fig = ip.run_line_magic("k2route", "--static")
     assert fig is not None
+
+
+def test_an_incomplete_last_tool_cell_does_not_break_the_run_cell(ip, k2):
+    """IPython's display hook reads the last input to look for a trailing ';': a model's unfinished
+    code in the last tool cell must not make the %%k2think cell fail (it did: tokenize.TokenError)."""
+    backend = ScriptedBackend(
+        [
+            Turn(think="Sum it.", calls=[("python", {"code": "print(int((sum([1, 2])"})]),
+            Turn(think="Broken; answer anyway.", answer="It is 3."),
+        ]
+    )
+    k2.use_backend(backend)
+    res = think(ip, "--no-dashboard", "Add 1 and 2.")
+    assert res.error_in_exec is None and res.error_before_exec is None
+    assert isinstance(res.result, K2Result) and ip.user_ns["_"] is res.result
+    (cell,) = res.result.cells
+    assert cell["outputs"][0]["ename"] == "SyntaxError"

@@ -25,7 +25,13 @@ from k2nb.agent.python_tool import (
 )
 from k2nb.agent.tools import Tool
 from k2nb.magics.approval import Approval
-from k2nb.magics.capture import CellRun, OutputRecorder, run_tool_cell, running_cell_count
+from k2nb.magics.capture import (
+    CellRun,
+    OutputRecorder,
+    close_tool_cells,
+    run_tool_cell,
+    running_cell_count,
+)
 from k2nb.magics.cells import CellSink, Output
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
@@ -132,6 +138,12 @@ class NotebookExecutor:
         return self._run_python(call, code or "")
 
     # -- python calls as cells --------------------------------------------------------------------
+
+    def close(self) -> None:
+        """The run is over: the outer cell's input is recorded under its output's number (see
+        `close_tool_cells`). Call once, after the last tool cell."""
+        if self.cells:
+            close_tool_cells(self.shell, self.outer_count)
 
     def _metadata(self, call: ToolCallRequest) -> dict[str, Any]:
         return {"k2nb": {**self.run_meta, "call_id": call.id, "tool": call.name}}

@@ -247,6 +247,8 @@ class K2Magics(Magics):
             end_reason = "cancelled"
         except Exception as exc:  # noqa: BLE001 - shown after the partial result is kept
             error, end_reason = exc, "error"
+        finally:
+            executor.close()
         trajectory = think.trajectory if think is not None else live.trajectory
         if trajectory is None:
             from k2nb.agent.trajectory import Trajectory

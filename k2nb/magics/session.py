@@ -96,6 +96,9 @@ def run_tool_calls(
         shell = get_ipython()
     ex = notebook_executor(shell, approve=approve, cells=cells, timeout_s=timeout_s)
     out = []
-    for i, code in enumerate(codes):
-        out.append(ex.execute(ToolCallRequest(f"functions.python:{i}", "python", "", {"code": code})))
+    try:
+        for i, code in enumerate(codes):
+            out.append(ex.execute(ToolCallRequest(f"functions.python:{i}", "python", "", {"code": code})))
+    finally:
+        ex.close()
     return out
