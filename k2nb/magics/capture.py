@@ -312,17 +312,27 @@ def running_cell_count(shell: Any) -> int:
     return count if isinstance(count, int) else shell.execution_count
 
 
-def close_tool_cells(shell: Any, outer_count: int | None) -> None:
-    """After the tool cells of a run: record the outer cell's input again under the number its output
-    takes (the one after its last tool cell), so In[n] / Out[n] pair up and IPython's display hook,
-    which reads the *last* input (for a trailing ';'), reads the outer cell instead of the last tool
-    cell (whose code may be incomplete and would make the outer cell fail while displaying)."""
+def running_cell_input(shell: Any) -> tuple[str, str] | None:
+    """(parsed, raw) input of the cell running now: the last one IPython stored (it stores a cell's
+    input before running it)."""
     hm = getattr(shell, "history_manager", None)
-    if hm is None or outer_count is None or len(hm.input_hist_parsed) <= outer_count:
+    if hm is None or not hm.input_hist_parsed:
+        return None
+    return hm.input_hist_parsed[-1], hm.input_hist_raw[-1]
+
+
+def close_tool_cells(shell: Any, outer_count: int | None, outer_input: tuple[str, str] | None) -> None:
+    """After the tool cells of a run: record the outer cell's input (taken by `running_cell_input`
+    before the first tool cell) again under the number its output takes, the one after its last tool
+    cell, so In[n] / Out[n] pair up and IPython's display hook, which reads the *last* input (for a
+    trailing ';'), reads the outer cell, not the last tool cell (whose code may be incomplete and
+    would make the outer cell fail while displaying)."""
+    hm = getattr(shell, "history_manager", None)
+    if hm is None or outer_count is None or outer_input is None:
         return
     count = running_cell_count(shell)
-    if count > outer_count and len(hm.input_hist_parsed) == count:  # the next slot is the outer output's
-        hm.store_inputs(count, hm.input_hist_parsed[outer_count], hm.input_hist_raw[outer_count])
+    if count > outer_count:
+        hm.store_inputs(count, *outer_input)
 
 
 def run_tool_cell(

@@ -31,6 +31,7 @@ from k2nb.magics.capture import (
     close_tool_cells,
     run_tool_cell,
     running_cell_count,
+    running_cell_input,
 )
 from k2nb.magics.cells import CellSink, Output
 
@@ -70,6 +71,7 @@ class NotebookExecutor:
         self.timeout_s = timeout_s
         # Built inside the running cell, so its count is the one tool cells must be numbered after.
         self.outer_count = outer_count if outer_count is not None else running_cell_count(shell)
+        self.outer_input = running_cell_input(shell)  # re-recorded after the tool cells (close)
         self.cancel = cancel
         self.capture_chars = capture_chars
         self.run_meta = dict(run_meta or {})  # goes into every cell's metadata.k2nb (anchor, run, ...)
@@ -143,7 +145,7 @@ class NotebookExecutor:
         """The run is over: the outer cell's input is recorded under its output's number (see
         `close_tool_cells`). Call once, after the last tool cell."""
         if self.cells:
-            close_tool_cells(self.shell, self.outer_count)
+            close_tool_cells(self.shell, self.outer_count, self.outer_input)
 
     def _metadata(self, call: ToolCallRequest) -> dict[str, Any]:
         return {"k2nb": {**self.run_meta, "call_id": call.id, "tool": call.name}}
