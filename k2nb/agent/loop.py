@@ -274,10 +274,8 @@ class _PathRun:
         """Give the routing of the prompt tokens this step prefilled (when the backend reports it) to
         the node they were: the question, the tool result(s) fed back, else the attempt (a forced
         answer's prompt). The results of a step with several calls all go to its first observation."""
-        ctx = getattr(self.backend, "last_context", None)
         node, self._reader = self._reader or attempt, None
-        if ctx is not None and len(ctx):
-            self.t.add_context(node, ctx.positions, ctx.token_ids, ctx.experts, ctx.weights)
+        _attach_context(self.t, node, self.backend)
 
     def _cancelled(self) -> str | None:
         return "cancelled" if self.opts.cancel is not None and self.opts.cancel.is_set() else None
@@ -623,6 +621,13 @@ class RunRouting:
         return len(self.tokens)
 
 
+def _attach_context(t: Trajectory, node: Node, backend: Any) -> None:
+    """Give the routing of the prompt tokens the backend last prefilled (if it reports any) to `node`."""
+    ctx = getattr(backend, "last_context", None)
+    if ctx is not None and len(ctx):
+        t.add_context(node, ctx.positions, ctx.token_ids, ctx.experts, ctx.weights)
+
+
 def collect_routing(t: Trajectory, under: Node, context: bool = False) -> RunRouting:
     """The routing of the tokens generated under `under`; with `context`, of the prompt tokens read
     instead (the question's, kept on the root, and the tool results fed back)."""
@@ -737,9 +742,7 @@ def run_turn(
         if prefill is not None:  # one prefill of the prompt, shared by every fork
             try:
                 prefill(Prompt(base, executor.tool_schemas()))
-                ctx = getattr(backend, "last_context", None)
-                if ctx is not None and len(ctx):
-                    t.add_context(t.root, ctx.positions, ctx.token_ids, ctx.experts, ctx.weights)
+                _attach_context(t, t.root, backend)
             except Exception as exc:  # noqa: BLE001 - a failed prefill only loses the sharing
                 t.meta["prefill_error"] = f"{type(exc).__name__}: {exc}"
     results: list[PathResult] = []
