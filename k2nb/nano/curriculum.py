@@ -1244,8 +1244,11 @@ class _Conversation:
         self.messages: list[dict[str, Any]] = []
         self.no_loss: list[int] = []
         self.n_calls = 0
+        self.given = ""  # the "Given: ..." line that opens the next call's reasoning (see given_line)
 
     def call(self, think: str, code: str, *, train: bool = True) -> str:
+        if self.given:
+            think, self.given = f"{self.given} {think}", ""
         call_id = f"functions.python:{self.n_calls}"
         self.n_calls += 1
         if not train:
@@ -1261,6 +1264,19 @@ class _Conversation:
 
     def answer(self, think: str, content: str) -> None:
         self.messages.append({"role": "assistant", "content": content, "reasoning_content": think})
+
+
+# Literal values of a question, in the order they appear: lists, quoted strings, ISO dates, numbers.
+_LITERAL_RE = re.compile(r"\[[^\]]*\]|'[^']*'|\d{4}-\d{2}-\d{2}|\d+(?:\.\d+)?")
+
+
+def given_line(question: str) -> str:
+    """The first reasoning of every turn restates the question's literals in order ("Given: 772, 10.")
+    before the plan binds them to roles. Copying in reading order, right after the question, is the
+    easiest copy there is; the plan and the code then take their numbers from a short list instead of
+    searching the question, which is where a small model mis-copies and invents numbers."""
+    found = _LITERAL_RE.findall(question)
+    return f"Given: {', '.join(found)}." if found else ""
 
 
 def _fmt(template: str, slots: dict[str, str], out: str = "") -> str:
@@ -1493,6 +1509,7 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
         conv.messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
     question = rng.choice(PREFIXES) + _fmt(recipe.question, recipe.slots) + rng.choice(SUFFIXES)
     conv.messages.append({"role": "user", "content": question})
+    conv.given = given_line(question)
     if variant == "wrong_column":
         out = _wrong_column_turn(conv, recipe, rng)
     else:
@@ -1504,6 +1521,7 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
             raise CurriculumError("no number to change in a follow-up")
         question, slots = follow
         conv.messages.append({"role": "user", "content": question})
+        conv.given = given_line(question)
         out = _run_turn(conv, recipe, slots, "plain", rng)
         conv.answer(_final_think(out, conv), _final_text(out, _fmt(recipe.unit, recipe.slots)))
     return Problem(recipe.family, recipe.kind, variant, split, question, recipe.setup, _parse_answer(out),
