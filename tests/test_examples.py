@@ -158,11 +158,11 @@ def check_test_time_scaling(nb: Any) -> None:
 
 
 def check_your_data(nb: Any) -> None:
-    first = result_answer(cell_starting(nb, "%%k2think --no-dashboard\nWhat is the total art"))
+    first = result_answer(cell_starting(nb, "%%k2think --no-dashboard\nWhat do the art values"))
     assert has_number(first, numbers(text_of(cell_starting(nb, 'df["n_art"].sum()')))[-1])
     cells = text_of(cell_starting(nb, "for cell in k2_last.cells"))
     assert "df.columns" in cells and "n_art" in cells  # it looked before it computed
-    again = result_answer(cell_starting(nb, "%%k2think --no-dashboard\nAdd up all art"))
+    again = result_answer(cell_starting(nb, "%%k2think --new --no-dashboard\nWhat do the art values"))
     assert has_number(again, numbers(text_of(cell_starting(nb, 'df["n_art"].sum()', 1)))[-1])
 
 
