@@ -188,6 +188,18 @@ def test_report_files_have_every_field(report, tmp_path):
     assert "recovery after injected failure  33.3%" in text and "wrote" in text
 
 
+def test_report_without_scaling_runs_writes_json_and_no_plot(report, tmp_path):
+    """`--no-scaling` skips the sampled paths: the report has no curve to draw (and a log-scaled
+    empty plot used to raise after the whole eval had run, losing its results)."""
+    data = json.loads(json.dumps(report, default=str))
+    s = data["scaling"]
+    s["accuracy"] = s["pass_at_k"] = [None] * len(s["paths"])
+    files = E.write_report(data, tmp_path / "eval")
+    assert set(files) == {"json"} and not (tmp_path / "eval" / "scaling.png").exists()
+    assert json.loads(files["json"].read_text())["files"] == {"json": str(files["json"])}
+    assert "(no scaling plot: --no-scaling)" in E.format_report(data)
+
+
 def test_cli_arguments():
     ap = argparse.ArgumentParser()
     E.register(ap.add_subparsers(dest="command"))

@@ -609,10 +609,17 @@ def plot_scaling(report: dict[str, Any], path: Path) -> Path:
     return path
 
 
+def has_scaling(report: dict[str, Any]) -> bool:
+    """Whether the sampled multi-path runs ran (not under ``--no-scaling``)."""
+    return any(a is not None for a in report["scaling"]["accuracy"])
+
+
 def write_report(report: dict[str, Any], out: Path) -> dict[str, Path]:
+    """``eval.json`` and, when the multi-path runs ran, ``scaling.png``; returns their paths."""
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "eval.json", "png": out / "scaling.png"}
-    plot_scaling(report, paths["png"])
+    paths = {"json": out / "eval.json"}
+    if has_scaling(report):
+        paths["png"] = plot_scaling(report, out / "scaling.png")
     report["files"] = {k: str(v) for k, v in paths.items()}
     paths["json"].write_text(json.dumps(report, indent=2, default=str) + "\n")
     return paths
@@ -655,7 +662,8 @@ def format_report(report: dict[str, Any]) -> str:
     lines.append(f"  wall time {report['wall_s']:.0f} s ("
                  + ", ".join(f"{c} {w:.0f} s" for c, w in report["wall_s_by_condition"].items()) + ")")
     if "files" in report:
-        lines.append(f"  wrote {report['files']['json']} and {report['files']['png']}")
+        lines.append("  wrote " + " and ".join(report["files"].values())
+                     + ("" if "png" in report["files"] else " (no scaling plot: --no-scaling)"))
     return "\n".join(lines)
 
 
