@@ -750,7 +750,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     t = sub.add_parser("train-nano", help="train k2-nano (resumable; ~70 min on 2 CPU cores)")
     t.add_argument("--out", required=True, type=Path, help="model folder to write (scratch in DIR/training)")
-    t.add_argument("--steps", type=int, default=2100)
+    t.add_argument("--steps", type=int, default=3800)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-resume", action="store_true", help="start over even if DIR/training/state.pt exists")
     t.set_defaults(func=cmd_train_nano)
