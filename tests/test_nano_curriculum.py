@@ -89,6 +89,24 @@ def _replay(p: C.Problem) -> None:
             assert m["content"] == outputs[m["tool_call_id"]], (p.kind, p.variant)
 
 
+def test_given_line_lists_the_question_literals_in_reading_order():
+    q = "Hi! After paying 42 and 37.94 out of 874 dollars, what is left of [3, 5] by 2024-03-05 in 'ab c'?"
+    assert C.given_line(q) == "Given: 42, 37.94, 874, [3, 5], 2024-03-05, 'ab c'."
+    assert C.given_line("Which student in df scores the highest art?") == ""
+
+
+def test_every_turn_opens_with_its_given_line(train_set):
+    """Each user turn's first reasoning starts with the literals of that turn's question (follow-ups
+    included); turns whose question has no literal (most DataFrame questions) start with the plan."""
+    for p in train_set:
+        for i, m in enumerate(p.messages):
+            if m["role"] != "user":
+                continue
+            first = p.messages[i + 1]["reasoning_content"]
+            given = C.given_line(m["content"])
+            assert first.startswith(given + " ") if given else not first.startswith("Given:"), (m, first)
+
+
 def test_tool_calls_rerun_to_the_recorded_observations(train_set, heldout_set):
     for p in train_set + heldout_set:
         _replay(p)

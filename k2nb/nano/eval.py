@@ -748,7 +748,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_eval)
 
-    t = sub.add_parser("train-nano", help="train k2-nano (resumable; ~70 min on 2 CPU cores)")
+    t = sub.add_parser("train-nano", help="train k2-nano (resumable; ~80 min on 2 CPU cores)")
     t.add_argument("--out", required=True, type=Path, help="model folder to write (scratch in DIR/training)")
     t.add_argument("--steps", type=int, default=3800)
     t.add_argument("--seed", type=int, default=0)
