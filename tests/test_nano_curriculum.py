@@ -107,6 +107,15 @@ def test_every_turn_opens_with_its_given_line(train_set):
             assert first.startswith(given + " ") if given else not first.startswith("Given:"), (m, first)
 
 
+def test_eval_problems_of_the_train_split_use_training_phrasings(heldout_set):
+    train = C.eval_problems(18, seed=3, split="train")
+    assert [p.family for p in train] == list(C.FAMILIES) * 2 and {p.split for p in train} == {"train"}
+    assert {p.variant for p in train} == {"plain"}
+    assert C.eval_problems(9, seed=5) == C.heldout_problems(9, seed=5)
+    held_questions = {p.question for p in heldout_set}
+    assert not held_questions & {p.question for p in train}
+
+
 def test_tool_calls_rerun_to_the_recorded_observations(train_set, heldout_set):
     for p in train_set + heldout_set:
         _replay(p)

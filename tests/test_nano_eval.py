@@ -200,12 +200,21 @@ def test_report_without_scaling_runs_writes_json_and_no_plot(report, tmp_path):
     assert "(no scaling plot: --no-scaling)" in E.format_report(data)
 
 
+def test_report_names_its_problem_set(report):
+    data = json.loads(json.dumps(report, default=str))
+    assert data["settings"]["split"] == "heldout" and "4 held-out problems" in E.format_report(data)
+    data["settings"]["split"] = "train"
+    assert "4 training-phrasing problems" in E.format_report(data)
+
+
 def test_cli_arguments():
     ap = argparse.ArgumentParser()
     E.register(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["eval", "--paths", "8,1,2", "--limit", "5"])
     assert args.paths == [1, 2, 8] and args.limit == 5 and args.func is E.cmd_eval
     assert ap.parse_args(["eval"]).limit == E.DEFAULT_LIMIT
+    assert ap.parse_args(["eval"]).split == "heldout"
+    assert ap.parse_args(["eval", "--split", "train"]).split == "train"
     args = ap.parse_args(["train-nano", "--out", "x", "--steps", "3"])
     assert args.steps == 3 and args.func is E.cmd_train_nano
     with pytest.raises(SystemExit):

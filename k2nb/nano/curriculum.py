@@ -1566,7 +1566,14 @@ def generate(n: int, seed: int = 0, split: str = "train") -> list[Problem]:
 def heldout_problems(n: int, seed: int = 1234) -> list[Problem]:
     """The evaluation set: unseen phrasings, number tuples and combo pairs; plain traces (the eval injects
     its own failures) with families in round-robin so every family is represented."""
-    return [make_problem(f"{seed}:{i}", "heldout", FAMILIES[i % len(FAMILIES)], "plain") for i in range(n)]
+    return eval_problems(n, seed, "heldout")
+
+
+def eval_problems(n: int, seed: int = 1234, split: str = "heldout") -> list[Problem]:
+    """``n`` plain problems of ``split``, families in round-robin. ``split="train"`` gives questions in
+    the training phrasings with fresh draws of numbers (other seeds than any training set): beside the
+    held-out set it separates what the model cannot do from what it cannot yet do in new words."""
+    return [make_problem(f"{seed}:{i}", split, FAMILIES[i % len(FAMILIES)], "plain") for i in range(n)]
 
 
 # ---------------------------------------------------------------------------------------------
