@@ -466,7 +466,9 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
     from k2nb.engine import load_model
 
     folder = tmp_path_factory.mktemp("tiny_k2")
-    make_hf_checkpoint(folder, tiny_v3_config())
+    # A random model never answers, so a run goes on until a budget ends it; the context must hold that
+    # (generation stops at max_position_embeddings, and a longer prompt is an error).
+    make_hf_checkpoint(folder, tiny_v3_config(max_position_embeddings=4096))
     write_kimi_tokenizer(folder)
     return load_model(folder)
 

@@ -103,6 +103,16 @@ def test_out_of_vocab_token_is_clear_error(model):
         model.generate([5, 10_000], max_new_tokens=2)
 
 
+def test_generation_stops_at_the_end_of_the_context_window(model):
+    """The model was trained (and its rope scaled) up to max_position_embeddings: a prompt that fills it
+    is a clear error, and generation that reaches it ends with "length" instead of running past it."""
+    context = model.config.max_position_embeddings
+    with pytest.raises(GenerationError, match=f"the prompt is {context} tokens, but the model's context"):
+        model.generate([5] * context, max_new_tokens=2)
+    res = model.generate([5] * (context - 3), max_new_tokens=50, stop_ids=[])
+    assert res.finish_reason == "length" and len(res.ids) == 3
+
+
 def test_session_reuses_cached_prefix(model):
     s = model.session()
     prompt = _ids(10, seed=5)[0].tolist()

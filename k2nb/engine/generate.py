@@ -126,6 +126,10 @@ class Session:
         bad = next((t for t in prompt if not 0 <= t < vocab), None)
         if bad is not None:
             raise GenerationError(f"token id {bad} is outside the vocabulary (size {vocab})")
+        context = self.model.config.max_position_embeddings
+        if len(prompt) >= context:
+            raise GenerationError(f"the prompt is {len(prompt)} tokens, but the model's context is {context} "
+                                  "(max_position_embeddings); start a new conversation or shorten it")
         if stop_ids is None:
             stop_ids = default_stop_ids(self.model)
         return GenerationStream(self, prompt, max_new_tokens, opts, set(stop_ids), cancel, capture_routing)
@@ -211,8 +215,8 @@ class GenerationStream:
                 if tok in self.stop_ids:
                     reason = "stop"
                     break
-                if len(out) >= self.max_new_tokens:
-                    reason = "length"
+                if len(out) >= self.max_new_tokens or len(s.ids) >= cfg.max_position_embeddings:
+                    reason = "length"  # the step's budget, or the end of the model's context window
                     break
         except KeyboardInterrupt:
             reason = "cancelled"
