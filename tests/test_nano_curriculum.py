@@ -151,6 +151,33 @@ def test_train_and_heldout_are_disjoint(train_set, heldout_set):
     assert not any(re.search(reserved, q) for q in train_q)
 
 
+def _reserved_templates() -> set[str]:
+    lists = [(t, 2) for t, *_ in (*C._ARITH.values(), *C._PERCENT.values())]
+    lists += [(t, 1) for t in C._INTEREST_Q.values()] + [(t, 1) for t, *_ in C._STRINGS.values()]
+    lists += [(C._UNITS_Q, 2), (C._COMBO_Q, 1)]
+    return {template for templates, n in lists for template in templates[-n:]}
+
+
+def test_composed_phrasings_bind_roles_by_words_and_never_make_a_heldout_question():
+    import random
+
+    rng = random.Random(0)
+    reserved = _reserved_templates()
+    for kind, (facts, _asks) in C._COMPOSED.items():
+        seen = {C._compose(rng, kind) for _ in range(400)}
+        assert not seen & reserved, kind
+        # Each role clause comes first in some questions: order no longer tells the role.
+        if len(facts) > 1:
+            firsts = {next(i for i, f in enumerate(facts) if any(q.startswith(c[:1].upper() + c[1:])
+                                                                 or q.startswith("If " + c) for c in f))
+                      for q in seen}
+            assert firsts == set(range(len(facts))), kind
+    # Training draws them; the held-out split never does (its questions are the same as before them).
+    asks = {a for _facts, asks in C._COMPOSED.values() for a in asks if len(a) > 20}
+    assert sum(any(a in p.question for a in asks) for p in C.generate(300, seed=9)) > 20
+    assert not any(a in p.question for p in C.heldout_problems(90, seed=3) for a in asks)
+
+
 def test_dataframe_problems_inspect_before_computing(heldout_set):
     data = [p for p in heldout_set if p.kind.startswith("data.") and "DataFrame" in p.setup
             and p.variant == "plain"]

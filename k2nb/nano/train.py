@@ -24,7 +24,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from k2nb.engine.chat import IM_END, encode_pieces, message_from_events, parse_complete, render_pieces
+from k2nb.engine.chat import (
+    IM_END,
+    encode_pieces,
+    message_from_events,
+    parse_complete,
+    render_pieces,
+    tool_call_id,
+)
 from k2nb.engine.config import ModelConfig
 from k2nb.engine.loader import save_checkpoint
 from k2nb.engine.model import K2Model
@@ -262,6 +269,8 @@ def quick_eval(model: K2Model, tokenizer: Any, problems: list[curriculum.Problem
                 answer = message.get("content") or ""
                 break
             for call in message["tool_calls"]:
+                if not call.get("id"):  # a malformed call (an undertrained model): name it as the loop would
+                    call["id"] = tool_call_id("python", calls_here)
                 calls_here += 1
                 try:
                     code = json.loads(call["function"]["arguments"])["code"]
