@@ -195,3 +195,15 @@ def test_answer_matching_rule():
     assert C.answer_matches("Saturday", "The answer is Saturday.")
     assert not C.answer_matches("Saturday", "The answer is Sunday.")
     assert C.answer_matches("[1, 2, 3]", "The answer is [1, 2, 3].")
+
+
+def test_combo_check_names_its_operation_and_the_word_interest_does_not_tell_the_kind(train_set):
+    for p in [q for q in train_set if q.family == "combo" and q.variant == "plain"]:
+        check = [m["reasoning_content"] for m in p.messages if m.get("tool_calls")][1]
+        stat, op = p.kind.split(".")[1].split("-")
+        assert check.startswith("Check in one line:") and stat in check, check
+        assert re.search(r"\d", check), check  # the operand, copied into the plan
+    asks = {kind: C._COMPOSED[f"interest.{kind}"][1] for kind in ("yearly", "monthly", "earned")}
+    for kind, kind_asks in asks.items():
+        with_word = [a for a in kind_asks if "interest" in a.lower()]
+        assert 0 < len(with_word) < len(kind_asks), kind

@@ -291,13 +291,18 @@ for _kind in ("yearly", "monthly", "earned"):
     _COMPOSED[f"interest.{_kind}"] = (
         [["{name} deposits {p} dollars", "the principal is {p} dollars", "an account starts with {p} dollars",
           "the amount saved is {p} dollars", "{name} lends {p} dollars"],
-         [f"the rate is {_rate}", f"interest is {_rate}", f"the bank pays {_rate}"],
+         [f"the rate is {_rate}", f"interest is {_rate}", f"the bank pays {_rate}",
+          f"it earns {_rate.replace('a year', 'yearly interest')}"],
          ["the money stays for {n} years", "the term is {n} years", "{n} years pass",
           "the time is {n} years", "it is left for {n} years"]],
+        # The word "interest" is in asks of both kinds, so that the ask's meaning, not the word, tells
+        # the kind (with it only in the earned asks, "yearly interest … Final balance?" became earned).
         ["How much interest is earned?", "What is the interest only?", "How much interest does it make?",
-         "Find the interest, not the total."] if _kind == "earned" else
+         "Find the interest, not the total.", "By how much does the balance grow?",
+         "What is the gain over the starting amount?"] if _kind == "earned" else
         ["What is the final amount?", "How much is there at the end?", "What is the balance then?",
-         "Find the total amount."],
+         "Find the total amount.", "What is the balance with the interest included?",
+         "How much is there in all, interest and principal?"],
     )
 
 _WORD_CLAUSES = ["the word is '{w}'", "{name} writes '{w}'", "the string is '{w}'", "the text is '{w}'",
@@ -1364,9 +1369,12 @@ def _combo(rng: random.Random, split: str) -> Recipe:
         what_t = rng.choice(_COMBO_OP_WORDS[op])
     what = what_t.replace("{stat}", stat).replace("{p}", p)
     sexpr = _COMBO_STATS[stat]
+    # The check names the operation and its operand: with one plan for every operation ("Check in one
+    # line."), a held-out pair got the check of another operation (mean times 51 checked as 51 %).
+    check = "Check in one line: " + _COMBO_OPS[op][0].replace("{stat}", stat) + "."
     steps = [
         Step(f"First s = {stat} of xs, then {op} {{p}}.", f"xs = {{xs}}\ns = {sexpr}\nprint({expr})"),
-        Step("Check in one line.", f"print({vexpr.replace('s', '(' + sexpr + ')', 1)})".replace(
+        Step(check, f"print({vexpr.replace('s', '(' + sexpr + ')', 1)})".replace(
             "xs", "{xs}"), "verify"),
     ]
     slots = {"xs": xs, "p": p, "what": what, "name": rng.choice(NAMES)}
