@@ -55,6 +55,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from k2nb.nano import curriculum
+from k2nb.nano.cli_args import add_continue_args
 
 if TYPE_CHECKING:
     from k2nb.agent import Backend, Budgets, Executor, Observation, ThinkResult, ToolCallRequest
@@ -729,9 +730,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_train_nano(args: argparse.Namespace) -> int:
+    from k2nb.nano.cli_args import continue_overrides
     from k2nb.nano.train import train_nano
 
-    summary = train_nano(args.out, args.steps, args.seed, resume=not args.no_resume)
+    overrides = continue_overrides(args)
+    summary = train_nano(args.out, args.steps, args.seed, resume=not args.no_resume, **overrides)
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -764,4 +767,5 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--steps", type=int, default=3800)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--no-resume", action="store_true", help="start over even if DIR/training/state.pt exists")
+    add_continue_args(t)  # --init, --lr, --warmup-steps
     t.set_defaults(func=cmd_train_nano)

@@ -38,6 +38,7 @@ from k2nb.engine.model import K2Model
 from k2nb.engine.routing import update_selection_bias
 from k2nb.engine.tokenizer import load_tokenizer
 from k2nb.nano import curriculum
+from k2nb.nano.cli_args import add_continue_args, continue_overrides
 from k2nb.nano.data import PackedRows, encode_all, pack
 from k2nb.nano.tokenizer_train import VOCAB_SIZE, train_tokenizer
 
@@ -108,6 +109,7 @@ class TrainSettings:
     tokenizer_problems: int = 20000
     threads: int = 2
     quick_eval_problems: int = 27  # greedy tool-loop runs on held-out problems (3 per family) for the card
+    init: str = ""  # continue from this model folder's weights and tokenizer ("" = from scratch)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,6 +320,12 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     scratch.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
 
+    if s.init:  # continued training: the starting model's tokenizer, so that its ids mean the same
+        import shutil
+
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            if (Path(s.init) / name).is_file():
+                shutil.copyfile(Path(s.init) / name, out / name)
     if not (out / "tokenizer.json").is_file():
         train_tokenizer(out, vocab_size=config["vocab_size"], n_problems=s.tokenizer_problems, seed=seed)
     tokenizer = load_tokenizer(out)
@@ -326,6 +334,10 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     t_data = time.time() - t_start
 
     model = build_model(config, tokenizer.vocab_size, tokenizer.special_tokens[IM_END], seed)
+    if s.init:
+        from k2nb.engine.loader import load_model
+
+        model.load_state_dict(load_model(s.init, progress=False).state_dict())
     model.train()
     opt = _optimizer(model, s)
     step, log = 0, []
@@ -478,9 +490,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--bench", action="store_true", help="time the steps; write no model folder")
+    add_continue_args(parser)  # --init, --lr, --warmup-steps
     args = parser.parse_args(argv)
     summary = train_nano(args.out, args.steps, args.seed, batch_size=args.batch_size,
-                         resume=not args.no_resume, write_final=not args.bench)
+                         resume=not args.no_resume, write_final=not args.bench, **continue_overrides(args))
     print(json.dumps(summary, indent=2))
 
 

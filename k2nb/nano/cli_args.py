@@ -1,0 +1,26 @@
+"""Options shared by ``k2nb train-nano`` and ``python -m k2nb.nano.train`` for continued training.
+
+Kept out of ``train.py`` so that registering the CLI (on every ``k2nb`` call) does not import torch.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+
+def add_continue_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--init", metavar="DIR", default="",
+                        help="continue training from this model folder (its weights and tokenizer) instead "
+                             "of from scratch, e.g. on a changed curriculum")
+    parser.add_argument("--lr", type=float, help="peak learning rate (default 2e-3)")
+    parser.add_argument("--warmup-steps", type=int, help="linear warmup steps (default 100)")
+
+
+def continue_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainSettings overrides given by ``add_continue_args``'s options."""
+    if args.init and not (Path(args.init) / "model.safetensors").is_file():
+        raise SystemExit(f"--init {args.init}: no model.safetensors there; give a k2-nano model folder")
+    given = {"init": str(args.init), "lr": args.lr, "warmup_steps": args.warmup_steps}
+    return {k: v for k, v in given.items() if v not in (None, "")}
