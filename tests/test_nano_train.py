@@ -145,3 +145,23 @@ def test_quick_eval_runs_the_tool_loop(tiny_run):
     model = load_model(out)
     result = quick_eval(model, model.tokenizer, C.heldout_problems(1), max_calls=1, max_new_tokens=12)
     assert result["problems"] == 1 and 0.0 <= result["accuracy"] <= 1.0
+
+
+def test_continued_training_starts_from_the_given_model(tiny_run, tmp_path):
+    out, _, summary = tiny_run
+    settings = dict(config=TINY_CONFIG, batch_size=4, seq_len=512, n_problems=200, n_heldout=30, eval_every=5,
+                    eval_rows=8, ckpt_every=5, quick_eval_problems=0, progress=False, lr=1e-3, warmup_steps=1)
+    cont = train_nano(tmp_path / "cont", steps=5, seed=1, init=str(out), **settings)
+    assert (tmp_path / "cont" / "tokenizer.json").read_bytes() == (out / "tokenizer.json").read_bytes()
+    def log_of(folder):
+        return [json.loads(line) for line in (folder / "training" / "log.jsonl").read_text().splitlines()]
+
+    # it starts where the first run ended, not at a fresh model's loss
+    fresh, log = log_of(out)[0]["loss"], log_of(tmp_path / "cont")
+    assert log[0]["loss"] < fresh - 1.0 and cont["heldout_loss"] < summary["heldout_loss"] + 0.5
+    with pytest.raises(SystemExit, match="no model.safetensors"):
+        from argparse import Namespace
+
+        from k2nb.nano.cli_args import continue_overrides
+
+        continue_overrides(Namespace(init=str(tmp_path), lr=None, warmup_steps=None))
