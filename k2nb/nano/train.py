@@ -422,6 +422,9 @@ def write_model_card(out: Path, model: K2Model, s: TrainSettings, summary: dict[
     evals = [e for e in log if "heldout_loss" in e]
     curve = "\n".join(f"| {e['step']} | {e['loss']:.3f} | {e['heldout_loss']:.3f} | {e['heldout_acc']:.3f} |"
                       for e in evals)
+    cont = f" --init {s.init} --lr {s.lr:g} --warmup-steps {s.warmup_steps}" if s.init else ""
+    cont_note = (f"\nContinued training: it starts from the weights and tokenizer of the model in `{s.init}` "
+                 "and trains on the curriculum of this commit.") if s.init else ""
     card = f"""# k2-nano
 
 A {total / 1e6:.1f} M-parameter model of the **Kimi K2 architecture** (`model_type: kimi_k2`), trained by
@@ -459,8 +462,8 @@ AdamW (betas 0.9/0.95, weight decay {s.weight_decay}), peak LR {s.lr}, {s.warmup
 cosine to {s.min_lr_ratio:g}×, batch {s.batch_size} × {s.seq_len} tokens, {s.steps} steps, float32 on
 {s.threads} CPU threads: {summary['tokens_per_second']:,} tokens/s,
 {summary.get('wall_seconds', 0) / 60:.1f} min in total.
-Command: `k2nb train-nano --out DIR --steps {s.steps} --seed {s.seed}`
-(or `python -m k2nb.nano.train --out DIR --steps {s.steps} --seed {s.seed}`).
+Command: `k2nb train-nano --out DIR --steps {s.steps} --seed {s.seed}{cont}`
+(or `python -m k2nb.nano.train --out DIR --steps {s.steps} --seed {s.seed}{cont}`).{cont_note}
 
 | step | train loss | held-out loss | held-out next-token acc. |
 |---|---|---|---|
