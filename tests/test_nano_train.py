@@ -14,7 +14,7 @@ from k2nb.engine.tokenizer import load_tokenizer
 from k2nb.nano import curriculum as C
 from k2nb.nano.data import encode_problem, pack
 from k2nb.nano.tokenizer_train import train_tokenizer
-from k2nb.nano.train import TINY_CONFIG, quick_eval, train_nano
+from k2nb.nano.train import NANO_CONFIG, TINY_CONFIG, quick_eval, train_nano
 
 
 @pytest.fixture(scope="module")
@@ -159,6 +159,8 @@ def test_continued_training_starts_from_the_given_model(tiny_run, tmp_path):
     # it starts where the first run ended, not at a fresh model's loss
     fresh, log = log_of(out)[0]["loss"], log_of(tmp_path / "cont")
     assert log[0]["loss"] < fresh - 1.0 and cont["heldout_loss"] < summary["heldout_loss"] + 0.5
+    with pytest.raises(ValueError, match="does not have the shape of the config"):
+        train_nano(tmp_path / "other", steps=1, seed=1, init=str(out), **dict(settings, config=NANO_CONFIG))
     with pytest.raises(SystemExit, match="no model.safetensors"):
         from argparse import Namespace
 

@@ -337,7 +337,12 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     if s.init:
         from k2nb.engine.loader import load_model
 
-        model.load_state_dict(load_model(s.init, progress=False).state_dict())
+        try:
+            model.load_state_dict(load_model(s.init, progress=False).state_dict())
+        except RuntimeError as e:  # shape or name mismatch: another architecture than this config
+            first = str(e).splitlines()[0]
+            raise ValueError(f"--init {s.init}: its model does not have the shape of the config being "
+                             f"trained, so training cannot continue from it ({first})") from e
     model.train()
     opt = _optimizer(model, s)
     step, log = 0, []
