@@ -1467,7 +1467,17 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
     out = ""
     for i, step in enumerate(recipe.steps):
         if step.role == "inspect":
-            conv.call(_fmt(step.think, slots), _fmt(step.code, slots))
+            code = _fmt(step.code, slots)
+            # Half of the typo traces of a recipe that inspects first fail that first call (the eval's
+            # injected failure hits whatever call comes first), then go on with the rest of the plan.
+            if variant == "typo" and i == 0 and rng.random() < 0.5:
+                bad = _typo(code, rng, conv.namespace)
+                if bad is not None:
+                    err = conv.call(_fmt(step.think, slots), bad, train=False).splitlines()[-1]
+                    conv.call(f"{err}. I misspelled a name; fix it and run again.", code)
+                    variant = "plain"
+                    continue
+            conv.call(_fmt(step.think, slots), code)
             continue
         if step.role == "main":
             if variant == "typo":
@@ -1486,13 +1496,16 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
                     raise CurriculumError("no number to mis-copy")
                 if bad_code is not None:
                     bad_out = conv.call(_fmt(main_step.think, slots), bad_code, train=False)
+                    if bad_out.startswith("Traceback"):
+                        raise CurriculumError("mis-copied literal made the code fail")
                     verify = recipe.steps[i + 1]
                     v_out = conv.call(_fmt(verify.think, slots, bad_out), _fmt(verify.code, slots, bad_out))
                     if v_out == bad_out or v_out == "True":
                         raise CurriculumError("miscopied number did not change the result")
                     seen = ("The check failed" if v_out == "False"
                             else f"The check gave {v_out}, not {bad_out}")
-                    think = f"{seen}. A number in my first code was copied wrong. Recompute carefully."
+                    what = "number" if _NUM_RE.sub("", bad_code) == _NUM_RE.sub("", main_code) else "letter"
+                    think = f"{seen}. A {what} in my first code was copied wrong. Recompute carefully."
                     out = conv.call(think, main_code)
                     if not _agrees(out, v_out):
                         recheck = _fmt(verify.code, slots, out)
@@ -1540,13 +1553,22 @@ def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | Non
     return None
 
 
+_NUM_RE = re.compile(r"(?<![\w.])\d+(\.\d+)?(?![\w.])")
+
+
 def _miscopy(code: str, rng: random.Random) -> str | None:
-    """A copy of ``code`` with one number literal mis-copied (one digit changed)."""
+    """A copy of ``code`` with one number literal mis-copied (one digit changed); code without such a
+    number gets one letter of a quoted word of 3+ letters changed instead (the strings family)."""
     code_wo_strings = re.sub(r"'[^']*'", lambda m: " " * len(m.group()), code)
-    nums = [m for m in re.finditer(r"(?<![\w.])\d+(\.\d+)?(?![\w.])", code_wo_strings)
+    nums = [m for m in _NUM_RE.finditer(code_wo_strings)
             if m.group() not in {"0", "1", "2", "100", "60", "12", "1200"}]
     if not nums:
-        return None
+        words = [m for m in re.finditer(r"'([a-z ]{3,})'", code)]
+        if not words:
+            return None
+        m = rng.choice(words)
+        i = rng.choice([j for j in range(m.start(1), m.end(1)) if code[j] != " "])
+        return code[:i] + rng.choice([ch for ch in "abcdefghijklmnoprstuvwy" if ch != code[i]]) + code[i + 1:]
     m = rng.choice(nums)
     s = m.group()
     positions = [i for i, ch in enumerate(s) if ch.isdigit()]

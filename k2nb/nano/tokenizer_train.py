@@ -13,6 +13,13 @@ Choices (measured on the curriculum with ``python -m k2nb.nano.tokenizer_train -
   another, and a copy would have to map between segmentations; with single digits copying is one
   token to one token, and 10 digit embeddings get millions of updates instead of thousands of rare
   multi-digit tokens getting a few. It costs ~15 % more tokens per conversation.
+* **Letters inside quotes split one per token** (session 5). A quoted literal (``'crhlnc'``, a column
+  name ``'units'``) is first cut out whole (an opening quote right after a letter is an apostrophe,
+  as in "Ana's", and does not start one), then every letter in it becomes its own pre-token. String
+  problems copy random letter strings from the question into code and from the output into the answer;
+  with merged pieces, "crhlnc" might be "cr"+"hl"+"nc" in the question and "c"+"rh"+"lnc" in
+  an output, and the v5 models' copies went wrong there (every broken tool call of the session-4 eval
+  was in a strings problem). Words outside quotes still merge as usual.
 * Byte-level (GPT-2 alphabet) so any text a user types encodes, and the engine's ``HFTokenizer`` reads
   it; markers are added tokens, which that loader treats as special (never produced from user text).
 """
@@ -40,15 +47,31 @@ def problem_texts(problems: Iterable[Problem]) -> Iterator[str]:
                 yield text
 
 
+# A quoted literal: an opening quote not right after a letter (so "Ana's" is no quote), up to the next.
+QUOTED = r"(?<![A-Za-z])'[^'\n]*'"
+# A letter of a piece that ends in a quote: after QUOTED has isolated them, only quoted literals do.
+QUOTED_LETTER = r"[A-Za-z](?=[^']*'\z)"
+
+
+def pre_tokenizer():  # -> tokenizers.pre_tokenizers.PreTokenizer
+    """Quoted literals letter by letter, digits one by one, then GPT-2 byte-level splitting."""
+    from tokenizers import Regex, pre_tokenizers
+
+    return pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QUOTED), behavior="isolated"),
+        pre_tokenizers.Split(Regex(QUOTED_LETTER), behavior="isolated"),
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False),
+    ])
+
+
 def build_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE):  # -> tokenizers.Tokenizer
     """Train the BPE; the markers get the first ids after nothing (ids 0..11), like every added token
     they are matched before the model and never merged with neighbouring text."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.Sequence(
-        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
-    )
+    tok.pre_tokenizer = pre_tokenizer()
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
