@@ -207,3 +207,36 @@ def test_combo_check_names_its_operation_and_the_word_interest_does_not_tell_the
     for kind, kind_asks in asks.items():
         with_word = [a for a in kind_asks if "interest" in a.lower()]
         assert 0 < len(with_word) < len(kind_asks), kind
+
+
+def test_typo_traces_can_fail_the_inspection_and_strings_get_letter_miscopies():
+    data = [C.make_problem(f"ty{i}", "train", "data", "typo") for i in range(24)]
+    typos = [p for p in data if p.variant == "typo"]
+    first_failed = [p for p in typos if p.no_loss[0] == _first_assistant(p)]
+    assert first_failed and len(first_failed) < len(typos)  # both the inspection and the compute fail
+    for p in first_failed:  # the failed inspection is not trained on, the fixed one is, then the plan goes on
+        bad = p.messages[p.no_loss[0] + 1]["content"]
+        inspect = _calls(p)[1]  # the fixed call re-runs the inspection (columns, or a list's length)
+        assert "NameError" in bad and (".columns" in inspect or "len(" in inspect)
+        assert len(_calls(p)) == 4 and len(_first_call(p)) in (len(inspect) - 1, len(inspect) + 1)
+    strings = [C.make_problem(f"mc{i}", "train", "strings", "miscopy") for i in range(30)]
+    letters = [p for p in strings if p.variant == "miscopy" and p.kind != "strings.sort"]
+    assert letters
+    for p in letters:
+        thoughts = " ".join(m.get("reasoning_content") or "" for m in p.messages)
+        assert "A letter in my first code was copied wrong." in thoughts
+        w = max(re.findall(r"(?<![A-Za-z])'([^']*)'", p.question), key=len)  # the word, not the letter
+        assert w not in _first_call(p) and w in _calls(p)[2]  # the bad copy, then the recomputation
+
+
+def _calls(p: C.Problem) -> list[str]:
+    return [json.loads(tc["function"]["arguments"])["code"]
+            for m in p.messages for tc in m.get("tool_calls") or []]
+
+
+def _first_assistant(p: C.Problem) -> int:
+    return next(i for i, m in enumerate(p.messages) if m["role"] == "assistant")
+
+
+def _first_call(p: C.Problem) -> str:
+    return _calls(p)[0]

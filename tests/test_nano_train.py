@@ -36,6 +36,20 @@ def test_tokenizer_has_markers_as_single_special_tokens_and_single_digits(tokeni
     assert tokenizer.decode(tokenizer.encode("Ünïcode ✓ 42")) == "Ünïcode ✓ 42"
 
 
+def test_tokenizer_splits_quoted_literals_into_letters_but_not_words_or_apostrophes(tokenizer):
+    def pieces(text: str) -> list[str]:
+        return [tokenizer.decode([i]) for i in tokenizer.encode(text)]
+
+    code = pieces("print('crhlnc'.count('l'))")
+    assert code[code.index("'") + 1:code.index("'") + 7] == list("crhlnc")
+    assert "print" in code and "count" in code  # code words outside quotes still merge
+    assert [p for p in pieces("df['units'].sum()") if p.isalpha()][:6] == ["df", "u", "n", "i", "t", "s"]
+    # An apostrophe is not an opening quote: the words around it keep their merges.
+    text = "Ana's word is 'ox'. What is it?"
+    assert " word" in pieces(text) and " What" in pieces(text) and "o" in pieces(text)
+    assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
 def test_encoding_matches_the_engine_and_masks_only_assistant_output(tokenizer):
     for p in C.generate(60, seed=1):
         enc = encode_problem(tokenizer, p)
