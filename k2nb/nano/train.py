@@ -455,12 +455,14 @@ Thinking chat format. It is a teaching and testing model, not a general assistan
 discounts, compound interest, unit conversion, dates and durations, list statistics, string and list
 manipulation, questions about a DataFrame or list already in the namespace, and stat-then-operation
 combinations). Every conversation was produced by running its code: plan → `python` call → real
-output → verification call → answer. Variants: misspelled-name errors followed by a fix, a mis-copied
-number caught by the verification, a wrong DataFrame column followed by inspection, multi-turn
-follow-ups. Loss only on the assistant tokens of the last turn; deliberate mistakes are context, never
+output → verification call → answer. Variants: misspelled-name errors followed by a fix (in the
+computation, or in the first inspection of the user's data), a mis-copied number or letter caught by
+the verification, a wrong DataFrame column followed by inspection, multi-turn follow-ups.
+Loss only on the assistant tokens of the last turn; deliberate mistakes are context, never
 targets. {summary['train_conversations']:,} training conversations packed into {summary['train_rows']:,}
 rows of {s.seq_len + 1} tokens ({summary['row_fill']:.0%} filled). Byte-level BPE of {cfg.vocab_size}
-tokens, single-digit number tokens, the 12 K2 markers as special tokens.
+tokens, single-digit number tokens, one token per letter inside quotes, the 12 K2 markers as special
+tokens.
 
 ## Training
 AdamW (betas 0.9/0.95, weight decay {s.weight_decay}), peak LR {s.lr}, {s.warmup_steps} warmup steps,
