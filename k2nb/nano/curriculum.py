@@ -1491,11 +1491,18 @@ def _run_turn(conv: _Conversation, recipe: Recipe, slots: dict[str, str], varian
                     out = conv.call(fix, main_code)
                     continue
             if variant == "miscopy":
-                bad_code = _miscopy(main_code, rng)
+                # Half of the time the plan itself carries the mis-copied number (the code follows the
+                # plan, the Given line stays right): the check, which copies from the question, is what
+                # catches it. Otherwise only the code is wrong.
+                bad_slots = _miscopy_slot(recipe, slots, rng) if rng.random() < 0.5 else None
+                if bad_slots is not None:
+                    plan, bad_code = _fmt(main_step.think, bad_slots), _fmt(main_step.code, bad_slots)
+                else:
+                    plan, bad_code = _fmt(main_step.think, slots), _miscopy(main_code, rng)
                 if bad_code is None:
                     raise CurriculumError("no number to mis-copy")
                 if bad_code is not None:
-                    bad_out = conv.call(_fmt(main_step.think, slots), bad_code, train=False)
+                    bad_out = conv.call(plan, bad_code, train=False)
                     if bad_out.startswith("Traceback"):
                         raise CurriculumError("mis-copied literal made the code fail")
                     verify = recipe.steps[i + 1]
@@ -1551,6 +1558,19 @@ def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | Non
         if out.startswith(("NameError", "AttributeError", "ModuleNotFoundError")):
             return bad
     return None
+
+
+def _miscopy_slot(recipe: Recipe, slots: dict[str, str], rng: random.Random) -> dict[str, str] | None:
+    """``slots`` with one digit of one number slot changed (a mis-copy made while writing the plan)."""
+    keys = [k for k in recipe.numeric_slots if re.fullmatch(r"\d+(\.\d+)?", str(slots.get(k, "")))
+            and str(slots[k]) not in {"0", "1", "2", "100"}]
+    if not keys:
+        return None
+    k = rng.choice(keys)
+    old = str(slots[k])
+    i = rng.choice([j for j, ch in enumerate(old) if ch.isdigit()])
+    new = old[:i] + rng.choice([d for d in "123456789" if d != old[i]]) + old[i + 1:]
+    return dict(slots, **{k: new})
 
 
 _NUM_RE = re.compile(r"(?<![\w.])\d+(\.\d+)?(?![\w.])")
