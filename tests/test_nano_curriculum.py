@@ -240,3 +240,23 @@ def _first_assistant(p: C.Problem) -> int:
 
 def _first_call(p: C.Problem) -> str:
     return _calls(p)[0]
+
+
+def test_some_miscopy_traces_carry_the_wrong_number_in_the_plan_and_the_check_catches_it():
+    def nums(text: str) -> set[str]:  # the numbers of a text or code, without round(..., 2)'s 2
+        return set(re.findall(r"\d+(?:\.\d+)?", text.replace(", 2)", ")")))
+
+    probs = [C.make_problem(f"pm{i}", "train", "arithmetic", "miscopy") for i in range(16)]
+    probs = [p for p in probs if p.variant == "miscopy"]
+    wrong_plans = 0
+    for p in probs:
+        first = next(m for m in p.messages if m["role"] == "assistant")["reasoning_content"]
+        given, plan = first.split(". ", 1)
+        assert given.startswith("Given: ") and nums(given) <= nums(p.question)  # the Given line is right
+        if not nums(plan) <= nums(p.question):
+            wrong_plans += 1
+            assert not nums(_first_call(p)) <= nums(p.question)  # the code follows the plan
+            thoughts = " ".join(m.get("reasoning_content") or "" for m in p.messages)
+            assert "copied wrong. Recompute carefully." in thoughts
+            assert nums(_calls(p)[2]) <= nums(p.question)  # the recomputation copies the question
+    assert 0 < wrong_plans < len(probs)
