@@ -55,3 +55,13 @@ def test_k2nb_think_uses_k2_nano_by_default():
     report = json.loads(out.stdout)
     assert {"answer", "tool_calls", "checks", "trajectory"} <= set(report)
     assert curriculum.answer_matches(problem.answer, report["answer"] or ""), report["answer"]
+
+
+def test_shipped_tokenizer_is_the_recipes(nano):
+    """Digits and the letters of a quoted literal are one token each, as `tokenizer_train` builds it."""
+    tok = nano.tokenizer
+    ids = tok.encode("print('crhlnc'.count('l') + 1234)")
+    pieces = [tok.decode([i]) for i in ids]
+    start = pieces.index("'") + 1
+    assert pieces[start:start + 6] == list("crhlnc")
+    assert [p for p in pieces if p.isdigit()] == list("1234")
