@@ -1567,10 +1567,13 @@ def _miscopy_slot(recipe: Recipe, slots: dict[str, str], rng: random.Random) -> 
     if not keys:
         return None
     k = rng.choice(keys)
-    old = str(slots[k])
-    i = rng.choice([j for j, ch in enumerate(old) if ch.isdigit()])
-    new = old[:i] + rng.choice([d for d in "123456789" if d != old[i]]) + old[i + 1:]
-    return dict(slots, **{k: new})
+    return dict(slots, **{k: _change_digit(str(slots[k]), rng)})
+
+
+def _change_digit(number: str, rng: random.Random) -> str:
+    """``number`` with one of its digits replaced by another (1-9)."""
+    i = rng.choice([j for j, ch in enumerate(number) if ch.isdigit()])
+    return number[:i] + rng.choice([d for d in "123456789" if d != number[i]]) + number[i + 1:]
 
 
 _NUM_RE = re.compile(r"(?<![\w.])\d+(\.\d+)?(?![\w.])")
@@ -1583,18 +1586,14 @@ def _miscopy(code: str, rng: random.Random) -> str | None:
     nums = [m for m in _NUM_RE.finditer(code_wo_strings)
             if m.group() not in {"0", "1", "2", "100", "60", "12", "1200"}]
     if not nums:
-        words = [m for m in re.finditer(r"'([a-z ]{3,})'", code)]
+        words = list(re.finditer(r"'([a-z ]{3,})'", code))
         if not words:
             return None
         m = rng.choice(words)
         i = rng.choice([j for j in range(m.start(1), m.end(1)) if code[j] != " "])
         return code[:i] + rng.choice([ch for ch in "abcdefghijklmnoprstuvwy" if ch != code[i]]) + code[i + 1:]
     m = rng.choice(nums)
-    s = m.group()
-    positions = [i for i, ch in enumerate(s) if ch.isdigit()]
-    i = rng.choice(positions)
-    new_digit = rng.choice([d for d in "123456789" if d != s[i]])
-    return code[: m.start()] + s[:i] + new_digit + s[i + 1:] + code[m.end():]
+    return code[: m.start()] + _change_digit(m.group(), rng) + code[m.end():]
 
 
 _FOLLOWUP_Q = [
