@@ -9,9 +9,10 @@ into OpenAI-style message dicts (see docs/architecture.md) by actually running t
 
 The model is a few M parameters, so the text is short and regular on purpose: numbers in code are
 copied verbatim from the question, floats are always printed through ``round(..., 2)``, code uses
-single quotes (no JSON escaping) and the answer sentence is "The answer is {output}{unit}.". Phrasings
-vary a lot (templates × names × items × prefixes) so that the model has to read the question rather
-than memorise it.
+single quotes (no JSON escaping), a string result is the cell's trailing expression (so its repr,
+quoted, is what the model reads and copies) and the answer sentence is
+"The answer is {output}{unit}.". Phrasings vary a lot (templates × names × items × prefixes) so
+that the model has to read the question rather than memorise it.
 
 Held-out split (``split="heldout"``): the last phrasing templates of every sub-family are reserved for
 it, number tuples are assigned to one split by a stable hash, and a few (statistic, operation) pairs of
@@ -1026,8 +1027,8 @@ _STRINGS = {
          "Print '{w}' in backward order.",
          "Reverse this word: '{w}'.",
          "Flip the letters of '{w}'."],
-        "Use slicing with step -1.", "print('{w}'[::-1])",
-        "Check with reversed().", "print(''.join(reversed('{w}')) == '{out}')",
+        "Use slicing with step -1.", "'{w}'[::-1]",
+        "Check with reversed().", "print(''.join(reversed('{w}')) == {out})",
     ),
     "count": (
         ["How many times does '{c}' appear in '{w}'?", "Count the letter '{c}' in '{w}'.",
@@ -1064,8 +1065,8 @@ _STRINGS = {
          "Capitalize every letter of '{w}'.",
          "Print the word '{w}' in uppercase.",
          "Make '{w}' all upper case."],
-        "Use str.upper.", "print('{w}'.upper())",
-        "Check that lower() gives the word back.", "print('{out}'.lower() == '{w}')",
+        "Use str.upper.", "'{w}'.upper()",
+        "Check that lower() gives the word back.", "print({out}.lower() == '{w}')",
     ),
     "sort": (
         ["Sort the list {xs} from smallest to largest.", "Put {xs} in ascending order.",
@@ -1792,7 +1793,8 @@ def extract_answer(content: str) -> str:
 
 def answer_matches(expected: float | int | str, content: str) -> bool:
     """Numbers: the first number of the answer is within ABS_TOL or REL_TOL of the expected value.
-    Strings: the answer starts with the expected text (case-sensitive; a unit may follow)."""
+    Strings: the answer starts with the expected text (case-sensitive; a unit may follow); quotes
+    around either are ignored, since string results are shown as a repr ('trepxe')."""
     got = extract_answer(content)
     if isinstance(expected, (int, float)):
         m = re.search(r"-?\d+(?:\.\d+)?(?:e-?\d+)?", got.replace(",", ""))
@@ -1800,4 +1802,9 @@ def answer_matches(expected: float | int | str, content: str) -> bool:
             return False
         value = float(m.group())
         return math.isclose(value, float(expected), rel_tol=REL_TOL, abs_tol=ABS_TOL)
-    return got == expected or got.startswith(expected + " ") or got.rstrip(".") == expected
+    got, expected = _unquote(got.rstrip(".")), _unquote(expected)
+    return got == expected or got.startswith(expected + " ")
+
+
+def _unquote(text: str) -> str:
+    return text[1:-1] if len(text) >= 2 and text[0] == text[-1] and text[0] in "'\"" else text
