@@ -195,6 +195,27 @@ def test_answer_matching_rule():
     assert C.answer_matches("Saturday", "The answer is Saturday.")
     assert not C.answer_matches("Saturday", "The answer is Sunday.")
     assert C.answer_matches("[1, 2, 3]", "The answer is [1, 2, 3].")
+    # string results are shown as a repr; quotes on either side do not matter, letters do
+    assert C.answer_matches("'trepxe'", "The answer is 'trepxe'.")
+    assert C.answer_matches("'trepxe'", "The answer is trepxe.")
+    assert not C.answer_matches("'trepxe'", "The answer is 'trepx'.")
+
+
+def test_string_results_are_quoted_reprs_the_model_copies():
+    """A reversed or upper-cased word is the cell's trailing expression, so the tool output the model
+    reads is quoted ('ananab') and the tokenizer gives it one token per letter, like the question."""
+    seen = 0
+    for p in C.generate(400, seed=3):
+        if p.kind not in ("strings.reverse", "strings.upper"):
+            continue
+        outputs = [m["content"] for m in p.messages if m["role"] == "tool"]
+        assert outputs[0].startswith("'") and outputs[0].endswith("'"), outputs[0]
+        results = [o for o in outputs if o not in ("True", "False")]
+        assert all(r.startswith("'") and r.endswith("'") for r in results), results
+        assert p.answer == results[-1]
+        assert p.messages[-1]["content"] == f"The answer is {p.answer}."
+        seen += 1
+    assert seen >= 10
 
 
 def test_combo_check_names_its_operation_and_the_word_interest_does_not_tell_the_kind(train_set):
