@@ -19,7 +19,7 @@ Definitions (the report states them too):
 
 - correct: ``curriculum.answer_matches`` — the first number after "The answer is" within 0.01
   absolute or 1e-4 relative of the answer Python computed (outputs are printed with round(..., 2));
-  strings (dates, words) must match exactly.
+  strings (dates, words) must match exactly, quotes around them aside ('trepxe' = trepxe).
 - valid tool call: parsed by the chat parser without error, names a declared tool, and its
   arguments are a JSON object with a string ``code`` (the python tool's schema).
 - verification step: a python call of the chosen path that ran without error after an earlier
@@ -70,7 +70,7 @@ SCALING_TEMPERATURE = 1.0
 CONDITIONS = ("tools", "injected", "no_tools", "paths")
 TOLERANCE = (
     f"numbers: within {curriculum.ABS_TOL} absolute or {curriculum.REL_TOL} relative of the answer "
-    "(first number after 'The answer is'); strings: exact"
+    "(first number after 'The answer is'); strings: exact, surrounding quotes ignored"
 )
 TOOL_MARKERS = frozenset({
     "<|tool_calls_section_begin|>", "<|tool_calls_section_end|>", "<|tool_call_begin|>",
