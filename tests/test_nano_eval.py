@@ -88,6 +88,7 @@ def test_accuracy_valid_calls_and_verification(report):
     runs = [r for r in report["runs"] if r["condition"] == "tools"]
     assert [r["verification"] for r in runs] == ["check", "recompute", None, None]
     assert [r["correct"] for r in runs] == [True, False, True, True]
+    assert report["misses_by_kind"]["tools"] == {PROBLEMS[1].kind: 1}
     assert report["end_reasons"]["tools"] == {"answer": 4}
 
 
@@ -176,7 +177,8 @@ def test_report_files_have_every_field(report, tmp_path):
     files = E.write_report(json.loads(json.dumps(report, default=str)), tmp_path / "eval")
     assert files["png"].read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     data = json.loads(files["json"].read_text())
-    for key in ("settings", "n_problems", "accuracy", "accuracy_by_family", "valid_tool_call_rate",
+    for key in ("settings", "n_problems", "accuracy", "accuracy_by_family", "misses_by_kind",
+                "valid_tool_call_rate",
                 "tool_calls", "verification_rate", "verification_rules", "recovery_rate", "recovery",
                 "accuracy_no_tools", "scaling", "end_reasons", "experts", "wall_s", "wall_s_by_condition",
                 "definitions", "targets", "runs", "files"):
@@ -184,6 +186,11 @@ def test_report_files_have_every_field(report, tmp_path):
     assert "0.01 absolute" in data["settings"]["tolerance"]
     assert set(data["experts"]["classes"]) >= {"digit", "word", "code", "tool_marker"}
     assert len(data["runs"]) == 16 and data["wall_s"] >= 0
+    # misses by sub-family add up to the wrong runs of each condition, and name real kinds
+    for cond, misses in data["misses_by_kind"].items():
+        wrong = [r for r in data["runs"] if r["condition"] == cond and not r["correct"]]
+        assert sum(misses.values()) == len(wrong)
+        assert set(misses) == {r["kind"] for r in wrong} and all("." in k for k in misses)
     text = E.format_report(data)
     assert "recovery after injected failure  33.3%" in text and "wrote" in text
 

@@ -49,6 +49,7 @@ import json
 import math
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -424,6 +425,7 @@ class RunRecord:
     path_correct: list[bool] = field(default_factory=list)
     vote_correct: dict[int, bool] = field(default_factory=dict)
     wall_s: float = 0.0
+    kind: str = ""  # the sub-family, e.g. "percent.discount"
 
 
 def record_of(i: int, problem: curriculum.Problem, condition: str, result: ThinkResult, wall_s: float,
@@ -431,7 +433,8 @@ def record_of(i: int, problem: curriculum.Problem, condition: str, result: Think
     calls = chosen_calls(result)
     rec = RunRecord(i, problem.family, condition, result.answer, problem.answer,
                     is_correct(problem, result.answer), result.end_reason, len(calls),
-                    sum(c.valid for c in calls), verification_rule(calls), wall_s=round(wall_s, 3))
+                    sum(c.valid for c in calls), verification_rule(calls), wall_s=round(wall_s, 3),
+                    kind=problem.kind)
     if condition == "injected":
         failed_at = next((j for j, c in enumerate(calls) if c.injected), None)
         rec.injected = failed_at is not None
@@ -518,6 +521,9 @@ def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[
             fam: _rate(sum(r.correct for r in tools if r.family == fam), sum(r.family == fam for r in tools))
             for fam in dict.fromkeys(r.family for r in tools)
         },
+        # which sub-families the misses come from, most first: where to look in the traces
+        "misses_by_kind": {c: dict(Counter(r.kind for r in by[c] if not r.correct).most_common())
+                           for c in ("tools", "injected") if by[c]},
         "valid_tool_call_rate": _rate(n_valid, n_calls),
         # one runaway run can emit dozens of broken calls, so say how many runs had only valid ones
         "tool_calls": {"total": n_calls, "valid": n_valid,
@@ -657,6 +663,8 @@ def format_report(report: dict[str, Any]) -> str:
         + "   pass@k " + "  ".join(pct(a) for a in s["pass_at_k"]),
         "  by family                        "
         + "  ".join(f"{f} {pct(a)}" for f, a in report["accuracy_by_family"].items()),
+        "  misses (tools) by kind           "
+        + ("  ".join(f"{k} {n}" for k, n in report["misses_by_kind"].get("tools", {}).items()) or "none"),
         "  load balance max/mean            "
         + "  ".join(f"L{b['layer']} {b['max_over_mean']}" for b in report["experts"]["load_balance"]),
     ]
