@@ -274,6 +274,25 @@ def test_failed_self_verification_rolls_back_to_before_the_check() -> None:
     assert "assert x == 41" not in sb.prompts[3].split("A check of your answer failed")[0]
 
 
+def test_a_recompute_that_disagrees_is_a_failed_check() -> None:
+    """An announced check that recomputes must reproduce an earlier result: 57.12 then 56.0 fails
+    (the model wrote "Both calls give 56.0"), 57.12 then 57.123 passes (other rounding)."""
+    sb = ScriptedBackend(
+        [
+            Turn("Part = 112 * 51 / 100.", [py("print(round(112 * 51 / 100, 2))")]),
+            Turn("Check with the fraction first.", [py("print(round(50 / 100 * 112, 2))")]),
+            Turn("Both calls give 56.0.", answer="The answer is 56.0."),
+            Turn("Check again.", [py("print(round(0.51 * 112, 3))")]),
+            Turn("", answer="The answer is 57.12."),
+        ]
+    )
+    r = think("51% of 112?", backend=sb, max_rollbacks=1)
+    sv = [c for c in r.checks if c.kind == "self_verify"]
+    assert [c.status for c in sv] == ["failed", "passed"], [c.evidence for c in sv]
+    assert "gave 56.0, which no earlier result reproduces (last: 57.12)" in sv[0].evidence
+    assert r.answer == "The answer is 57.12."
+
+
 def test_user_checks_and_the_rollback_limit() -> None:
     seen: list[str | None] = []
 

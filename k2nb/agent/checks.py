@@ -4,7 +4,8 @@
   the error observation and usually recovered, so by default it does not trigger a rollback).
 - `grounded`: every number the final answer states came from a tool result or from the user.
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
-  its reasoning announced as a check) ran without error and did not print False.
+  its reasoning announced as a check) ran without error, did not print False, and, when it
+  recomputes, reproduces the result of an earlier call.
 - `agreement`: the parallel paths agree on the normalised answer.
 - user checks: `fn(question, trajectory)` → bool, (bool, evidence) or `Verdict`; while a check runs,
   `trajectory.answer` is the answer under test.
@@ -130,17 +131,34 @@ def is_verification(rec: CallRecord) -> bool:
 
 
 def self_verify(records: Sequence[CallRecord]) -> tuple[str, str, str | None]:
-    """(status, evidence, node) of the model's last verification step; pending when there was none."""
-    steps = [r for r in records if is_verification(r)]
+    """(status, evidence, node) of the model's last verification step; pending when there was none.
+    A step that recomputes (announced as a check, no assert, no True/False) must reproduce the value
+    of some earlier successful call: "Both calls give 56.0" after 57.12 and 56.0 is a failed check."""
+    steps = [i for i, r in enumerate(records) if is_verification(r)]
     if not steps:
         return "pending", "the model ran no verification step", None
-    last = steps[-1]
+    last = records[steps[-1]]
     out = last.observation.strip()
     if not last.ok:
         return "failed", f"verification call {last.call_id} failed: {_short(last.error or out)}", last.node
     if out == "False" or out.endswith("\nFalse"):
         return "failed", f"verification call {last.call_id} printed False", last.node
+    earlier = [r.observation.strip() for r in records[: steps[-1]] if r.ok and r.observation.strip()
+               and r.observation.strip() not in ("True", "False")]
+    recomputes = not (last.code and re.search(r"\bassert\b", last.code)) and out not in ("True", "False")
+    if recomputes and out and earlier and not any(_same_result(out, e) for e in earlier):
+        return ("failed", f"verification call {last.call_id} gave {_short(out, 60)}, which no earlier "
+                f"result reproduces (last: {_short(earlier[-1], 60)})", last.node)
     return "passed", f"verification call {last.call_id} passed: {_short(out) or '(no output)'}", last.node
+
+
+def _same_result(a: str, b: str) -> bool:
+    """Two outputs state the same result: their last numbers agree (up to the rounding either one
+    shows), or, without numbers, the texts are equal."""
+    na, nb = numbers_in(a), numbers_in(b)
+    if na and nb:
+        return _matches(na[-1], nb[-1].value) or _matches(nb[-1], na[-1].value)
+    return not na and not nb and a == b
 
 
 def args_check(records: Sequence[CallRecord]) -> tuple[str, str]:
