@@ -143,8 +143,8 @@ def self_verify(records: Sequence[CallRecord]) -> tuple[str, str, str | None]:
         return "failed", f"verification call {last.call_id} failed: {_short(last.error or out)}", last.node
     if out == "False" or out.endswith("\nFalse"):
         return "failed", f"verification call {last.call_id} printed False", last.node
-    earlier = [r.observation.strip() for r in records[: steps[-1]] if r.ok and r.observation.strip()
-               and r.observation.strip() not in ("True", "False")]
+    outputs = (r.observation.strip() for r in records[: steps[-1]] if r.ok)
+    earlier = [o for o in outputs if o and o not in ("True", "False")]
     recomputes = not (last.code and re.search(r"\bassert\b", last.code)) and out not in ("True", "False")
     if recomputes and out and earlier and not any(_same_result(out, e) for e in earlier):
         return ("failed", f"verification call {last.call_id} gave {_short(out, 60)}, which no earlier "
