@@ -178,6 +178,20 @@ def test_composed_phrasings_bind_roles_by_words_and_never_make_a_heldout_questio
     assert not any(a in p.question for p in C.heldout_problems(90, seed=3) for a in asks)
 
 
+def _question_words(problems: list[C.Problem]) -> set[str]:
+    text = " ".join(m["content"] for p in problems for m in p.messages if m["role"] == "user")
+    return {w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"'[^']*'", "", text))}
+
+
+def test_heldout_questions_use_only_words_training_has():
+    # The held-out split tests new sentence forms and new numbers, not new words: a model without
+    # pretraining cannot know what "flip" or "owns" means if training never says it.
+    slot_words = {w.lower() for w in (*C.NAMES, *C.ITEMS)}
+    train = _question_words(C.generate(3000, seed=0)) | slot_words
+    unknown = _question_words(C.eval_problems(243)) - train
+    assert not unknown, sorted(unknown)
+
+
 def test_dataframe_problems_inspect_before_computing(heldout_set):
     data = [p for p in heldout_set if p.kind.startswith("data.") and "DataFrame" in p.setup
             and p.variant == "plain"]

@@ -224,16 +224,22 @@ def _phrasing(rng: random.Random, split: str, templates: list[str], n_heldout: i
 # stands. The fixed template lists taught position: "After paying 42 and 37.94 out of 874" became
 # 42 - 37.94 - 874. Held-out questions never use these; tests check that no composed question equals a
 # held-out template.
+# They also carry every word a held-out phrasing uses ("owns", "flip", "hold ... completely"), in other
+# sentences: the held-out split tests new sentence forms and new numbers, not words the model never saw
+# (tests/test_nano_curriculum.py checks this). Without them 5 of v6c's 11 misses on 81 held-out problems
+# were on a word training never contained ("Flip the letters of 'banana'" became upper case).
 _COMPOSED: dict[str, tuple[list[list[str]], list[str]]] = {
     "arithmetic.buy": (
         [["{name} has {a} {item}s", "there are {a} {item}s at first", "a shelf holds {a} {item}s",
           "the starting count is {a} {item}s", "{a} {item}s are already in the box",
-          "{name} keeps {a} {item}s"],
+          "{name} keeps {a} {item}s", "{name} owns {a} {item}s"],
          ["{b} packs of {c} {item}s are added", "{name} buys {b} bags with {c} {item}s each",
           "each of {b} new crates holds {c} {item}s", "{c} {item}s come in each of {b} new boxes",
-          "{b} more boxes arrive, {c} {item}s in every box", "{name} adds {b} trays holding {c} each"]],
+          "{b} more boxes arrive, {c} {item}s in every box", "{name} adds {b} trays holding {c} each",
+          "{name} is buying {b} sets of {c} {item}s"]],
         ["How many {item}s are there now?", "What is the total number of {item}s?", "How many in all?",
-         "How many {item}s does that make?", "What is the new count?", "Find the total."],
+         "How many {item}s does that make?", "What is the new count?", "Find the total.",
+         "How many will {name} own then?", "What does {name} own in all?"],
     ),
     "arithmetic.spend": (
         [["{name} has {a} dollars", "the budget is {a} dollars", "a wallet holds {a} dollars",
@@ -250,15 +256,17 @@ _COMPOSED: dict[str, tuple[list[list[str]], list[str]]] = {
         [["there are {a} {item}s", "{name} has {a} {item}s to pack", "a pile of {a} {item}s waits",
           "the count of {item}s is {a}"],
          ["each bag holds {b}", "a bag fits exactly {b} {item}s", "bags are filled {b} at a time",
-          "one bag takes {b} {item}s", "the bag size is {b}"]],
+          "one bag takes {b} {item}s", "the bag size is {b}", "every bag can hold {b}"]],
         ["How many full bags are there?", "How many bags can be filled?", "How many bags are full?",
-         "Find the number of full bags.", "How many complete bags?"],
+         "Find the number of full bags.", "How many complete bags?", "How many bags are filled completely?",
+         "If they are split into bags, how many bags are full?"],
     ),
     "arithmetic.rate": (
         [["the speed is {a} km per hour", "{name} moves at {a} km per hour", "it goes {a} km each hour",
-          "a van keeps {a} km per hour", "the pace is {a} km an hour"],
+          "a van keeps {a} km per hour", "the pace is {a} km an hour", "a bus goes {a} km per hour"],
          ["the trip lasts {b} hours", "{name} travels for {b} hours", "the drive takes {b} hours",
-          "it keeps going for {b} hours", "the time is {b} hours"]],
+          "it keeps going for {b} hours", "the time is {b} hours",
+          "a cyclist rides for {b} hours"]],
         ["How many km is that?", "What distance is covered?", "How far is it, in km?", "Find the distance.",
          "How many km are covered?"],
     ),
@@ -274,7 +282,7 @@ _COMPOSED: dict[str, tuple[list[list[str]], list[str]]] = {
         [["it was {x} before", "the old value is {x}", "last year it was {x}", "the start value is {x}",
           "at first the count was {x}"],
          ["it is {y} now", "the new value is {y}", "this year it is {y}", "the end value is {y}",
-          "later the count was {y}"]],
+          "later the count was {y}", "then it changes to {y}"]],
         ["What is the percent change?", "By what percent did it change?", "Find the change in percent.",
          "How many percent is the change?"],
     ),
@@ -310,7 +318,8 @@ _WORD_CLAUSES = ["the word is '{w}'", "{name} writes '{w}'", "the string is '{w}
                  "here is the word '{w}'", "the input is '{w}'"]
 _COMPOSED.update({
     "strings.reverse": ([_WORD_CLAUSES], ["Reverse it.", "Spell it backwards.", "Write it from the end.",
-                                          "What is it reversed?", "Give it in reverse order."]),
+                                          "What is it reversed?", "Give it in reverse order.",
+                                          "Flip it end to end."]),
     "strings.upper": ([_WORD_CLAUSES], ["Make it upper case.", "Write it in capitals.", "Give it in caps.",
                                         "What is it in uppercase?", "Capitalize all of it."]),
     "strings.vowels": ([_WORD_CLAUSES], ["Count its vowels.", "How many vowels does it have?",
@@ -319,7 +328,8 @@ _COMPOSED.update({
         [_WORD_CLAUSES, ["the letter is '{c}'", "we look for '{c}'", "the character to count is '{c}'",
                          "the letter to find is '{c}'"]],
         ["How many times does the letter appear in the word?", "Count that letter in the word.",
-         "How often does it occur?", "Find the count of the letter."],
+         "How often does it occur?", "Find the count of the letter.",
+         "How many such characters are in the word?"],
     ),
     "strings.words": (
         [["the sentence is '{s}'", "{name} writes '{s}'", "the text is '{s}'", "the line reads '{s}'"]],
@@ -328,7 +338,7 @@ _COMPOSED.update({
     "strings.sort": (
         [["the list is {xs}", "{name} has {xs}", "the numbers are {xs}", "the data is {xs}"]],
         ["Sort it ascending.", "Put it in increasing order.", "Order it from low to high.",
-         "What is it sorted?"],
+         "What is it sorted?", "Arrange it from low to high."],
     ),
     "combo": (
         [["the list is {xs}", "{name} has the numbers {xs}", "the data are {xs}", "xs is {xs}",
@@ -832,6 +842,7 @@ _DATES = {
             "On {d1} {name} planted a tree; on {d2} it bloomed. How many days passed?",
             "Find the day difference between {d1} and {d2}.",
             "A loan is taken on {d1} and repaid on {d2}. For how many days was it held?",
+            "A course runs from {d1} to {d2}. The project needs all of it. How many days is that?",
             "A project runs from {d1} to {d2}. How many days long is it?",
             "How many days separate {d1} and {d2}?",
         ],
@@ -864,6 +875,7 @@ _DATES = {
             "On {d1} {name} planted seeds that sprout {n} days later. On which date do they sprout?",
             "Find which date falls {n} days later than {d1}.",
             "What is {d1} shifted forward by {n} days?",
+            "A free trial starts on {d1}. Which date is {n} days past that?",
             "A trial begins {d1} and lasts {n} days. On what date does it end?",
             "Give the date {n} days past {d1}.",
         ],
@@ -1316,7 +1328,10 @@ def _data(rng: random.Random, split: str) -> Recipe:
     ]
     if kind == "argmax" and len(set(real_cols)) and len(set(a if col_i == 1 else b)) < n:
         return _data(rng, split)  # ties make "which row" ambiguous
-    return Recipe("data", f"data.{kind}", _phrasing(rng, split, _DATA_Q[kind]), slots, steps, "", setup=setup)
+    question = _phrasing(rng, split, _DATA_Q[kind])
+    if split == "train" and rng.random() < 0.15:  # so that the word "DataFrame" is known (see _COMPOSED)
+        question = "The DataFrame {var} is loaded. " + question
+    return Recipe("data", f"data.{kind}", question, slots, steps, "", setup=setup)
 
 
 # "combo": a statistic of a list followed by an operation. Some pairs are held out entirely, to test
