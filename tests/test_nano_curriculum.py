@@ -93,18 +93,33 @@ def test_given_line_lists_the_question_literals_in_reading_order():
     q = "Hi! After paying 42 and 37.94 out of 874 dollars, what is left of [3, 5] by 2024-03-05 in 'ab c'?"
     assert C.given_line(q) == "Given: 42, 37.94, 874, [3, 5], 2024-03-05, 'ab c'."
     assert C.given_line("Which student in df scores the highest art?") == ""
+    q = "Over 3 years at 6% compounded yearly, how much interest do 5000 dollars earn?"
+    roles = C.roles_of("interest.earned", {"p": "5000", "r": "6", "n": "3", "name": "Ana"})
+    assert C.given_line(q, roles) == "Given: years 3, rate 6, principal 5000."
+    roles = C.roles_of("strings.count", {"w": "mppjfp", "c": "p", "s": "", "xs": "[1]"})
+    assert C.given_line("Number of 'p' characters in 'mppjfp'?", roles) == "Given: letter 'p', word 'mppjfp'."
 
 
 def test_every_turn_opens_with_its_given_line(train_set):
     """Each user turn's first reasoning starts with the literals of that turn's question (follow-ups
-    included); turns whose question has no literal (most DataFrame questions) start with the plan."""
+    included), in order; a first turn of a kind with several numbers names each one's role, and the
+    role is that of the slot holding the number. Turns whose question has no literal (most DataFrame
+    questions) start with the plan."""
+    labelled = 0
     for p in train_set:
         for i, m in enumerate(p.messages):
             if m["role"] != "user":
                 continue
             first = p.messages[i + 1]["reasoning_content"]
-            given = C.given_line(m["content"])
-            assert first.startswith(given + " ") if given else not first.startswith("Given:"), (m, first)
+            bare = C.given_line(m["content"])
+            if not bare:
+                assert not first.startswith("Given:"), (m, first)
+                continue
+            given = first[: first.index(". ") + 1]
+            assert C._LITERAL_RE.findall(given) == C._LITERAL_RE.findall(bare), (m, first)
+            assert first.startswith(given + " ")
+            labelled += given != bare
+    assert labelled > len(train_set) // 3
 
 
 def test_eval_problems_of_the_train_split_use_training_phrasings(heldout_set):

@@ -1445,13 +1445,53 @@ class _Conversation:
 _LITERAL_RE = re.compile(r"\[[^\]]*\]|'[^']*'|\d{4}-\d{2}-\d{2}|\d+(?:\.\d+)?")
 
 
-def given_line(question: str) -> str:
+# The role word of each slot, by sub-family (or family), for the Given line of kinds with several
+# literals. A role is read from the words right beside its number ("5000 dollars", "15% off").
+ROLES: dict[str, dict[str, str]] = {
+    "arithmetic.buy": {"a": "start", "b": "packs", "c": "each"},
+    "arithmetic.spend": {"a": "budget", "b": "cost", "c": "cost"},
+    "arithmetic.bags": {"a": "items", "b": "per bag"},
+    "arithmetic.rate": {"a": "speed", "b": "hours"},
+    "percent.of": {"p": "percent", "x": "of"},
+    "percent.discount": {"x": "price", "p": "off"},
+    "percent.change": {"x": "old", "y": "new"},
+    "interest": {"p": "principal", "r": "rate", "n": "years"},
+    "dates.after": {"d1": "start", "n": "days"},
+    "dates.between": {"d1": "from", "d2": "to"},
+    "dates.minutes": {"h": "hours", "m": "minutes"},
+    "strings.count": {"c": "letter", "w": "word"},
+    "stats.above": {"xs": "list", "k": "above"},
+    "data.count": {"k": "over"},
+    "combo": {"xs": "list", "p": "operand"},
+}
+
+
+def roles_of(kind: str, slots: dict[str, str]) -> dict[str, str]:
+    """Literal text → role word for a recipe's slots ({"5000": "principal", ...}); empty for kinds
+    without roles. Two slots with the same value keep the first role (either binding computes the same)."""
+    table = ROLES.get(kind) or ROLES.get(kind.split(".")[0], {})
+    roles: dict[str, str] = {}
+    for key, role in table.items():
+        value = slots.get(key, "")
+        if value:
+            roles.setdefault(value, role)
+    return roles
+
+
+def given_line(question: str, roles: dict[str, str] | None = None) -> str:
     """The first reasoning of every turn restates the question's literals in order ("Given: 772, 10.")
     before the plan binds them to roles. Copying in reading order, right after the question, is the
     easiest copy there is; the plan and the code then take their numbers from a short list instead of
-    searching the question, which is where a small model mis-copies and invents numbers."""
+    searching the question, which is where a small model mis-copies and invents numbers.
+
+    With ``roles`` (see ``roles_of``) each literal carries its role word ("Given: years 3, rate 6,
+    principal 5000."): the plan then copies the principal from right after the word "principal",
+    not by its position in a bare list, where "Over 3 years at 6%, … 5000 dollars" became
+    3000 * (1 + 6 / 100) ** 3."""
     found = _LITERAL_RE.findall(question)
-    return f"Given: {', '.join(found)}." if found else ""
+    roles = roles or {}
+    labelled = [f"{roles[lit.strip(chr(39))]} {lit}" if lit.strip(chr(39)) in roles else lit for lit in found]
+    return f"Given: {', '.join(labelled)}." if found else ""
 
 
 def _fmt(template: str, slots: dict[str, str], out: str = "") -> str:
@@ -1725,7 +1765,7 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
         conv.messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
     question = rng.choice(PREFIXES) + _fmt(recipe.question, recipe.slots) + rng.choice(SUFFIXES)
     conv.messages.append({"role": "user", "content": question})
-    conv.given = given_line(question)
+    conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
     if variant == "wrong_column":
         out = _wrong_column_turn(conv, recipe, rng)
     else:
