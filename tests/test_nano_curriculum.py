@@ -32,7 +32,8 @@ def test_same_seed_same_problems_other_seed_others():
 
 def test_every_family_and_variant_is_generated(train_set):
     assert {p.family for p in train_set} == set(C.FAMILIES)
-    assert {p.variant for p in train_set} == {"plain", "typo", "miscopy", "followup", "wrong_column"}
+    assert {p.variant for p in train_set} == {"plain", "typo", "miscopy", "followup", "wrong_column",
+                                               "rollback"}
 
 
 def test_each_trace_has_the_k2_tool_loop_shape(train_set):
@@ -107,11 +108,14 @@ def test_every_turn_opens_with_its_given_line(train_set):
     questions) start with the plan."""
     labelled = 0
     for p in train_set:
+        question = ""
         for i, m in enumerate(p.messages):
             if m["role"] != "user":
                 continue
+            if not m["content"].startswith("A check of your answer failed."):  # a rollback: same question
+                question = m["content"]
             first = p.messages[i + 1]["reasoning_content"]
-            bare = C.given_line(m["content"])
+            bare = C.given_line(question)
             if not bare:
                 assert not first.startswith("Given:"), (m, first)
                 continue
@@ -202,7 +206,7 @@ def test_heldout_questions_use_only_words_training_has():
     # The held-out split tests new sentence forms and new numbers, not new words: a model without
     # pretraining cannot know what "flip" or "owns" means if training never says it.
     slot_words = {w.lower() for w in (*C.NAMES, *C.ITEMS)}
-    train = _question_words(C.generate(3000, seed=0)) | slot_words
+    train = _question_words(C.generate(6000, seed=0)) | slot_words
     unknown = _question_words(C.eval_problems(243)) - train
     assert not unknown, sorted(unknown)
 
@@ -310,3 +314,26 @@ def test_some_miscopy_traces_carry_the_wrong_number_in_the_plan_and_the_check_ca
             assert "copied wrong. Recompute carefully." in thoughts
             assert nums(_calls(p)[2]) <= nums(p.question)  # the recomputation copies the question
     assert 0 < wrong_plans < len(probs)
+
+
+def test_rollback_traces_answer_the_question_again_after_the_loops_message():
+    from k2nb.nano.data import training_pieces
+
+    probs = [C.make_problem(i, "train", family, "rollback")
+             for i in range(6) for family in ("arithmetic", "percent", "strings", "data")]
+    wrong_first = 0
+    for p in probs:
+        users = [i for i, m in enumerate(p.messages) if m["role"] == "user"]
+        assert len(users) == 2, p.messages
+        message = p.messages[users[1]]["content"]
+        # the loop's own wording (k2nb.agent.loop): "A check of your answer failed. {name}: {evidence}. Fix it…"
+        assert re.fullmatch(r"A check of your answer failed\. [\w ]+: .+\. Fix it and answer again\.", message)
+        first = p.messages[users[0] + 1:users[1]]
+        assert all(m["role"] == "tool" or m.get("tool_calls") for m in first)  # the first answer is dropped
+        first_outputs = [m["content"] for m in first if m["role"] == "tool"]
+        wrong_first += not C.answer_matches(p.answer, f"The answer is {first_outputs[-2]}.")
+        assert C.answer_matches(p.answer, p.messages[-1]["content"])
+        # only the second attempt is trained on
+        targets = "".join(text for (text, _), target in training_pieces(p) if target)
+        assert message not in targets and p.messages[-1]["content"] in targets
+    assert 0 < wrong_first < len(probs)

@@ -143,7 +143,7 @@ class Problem:
     kind: str
     variant: str  # "plain" | "typo" | "miscopy" | "wrong_column" | "followup"
     split: str
-    question: str  # the last user message
+    question: str  # the last user question (a rollback's retry answers the first one again)
     setup: str
     answer: float | int | str
     messages: list[dict[str, Any]]
@@ -906,6 +906,7 @@ _DATES = {
             "Name the day of the week that {d1} falls on.",
             "For the date {d1}, what day of the week is it?",
             "{name} got married on {d1}. Which weekday was the wedding?",
+            "Is {d1} in the week or on the weekend? Name its day.",
             "Tell me the weekday of {d1}.",
             "Was {d1} a Monday, a Friday, or another day?",
         ],
@@ -1733,8 +1734,8 @@ def _followup(rng: random.Random, recipe: Recipe, split: str) -> tuple[str, dict
 def make_problem(seed: int | str, split: str = "train", family: str | None = None,
                  variant: str | None = None) -> Problem:
     """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
-    plain 58 %, typo 12 %, miscopy 10 %, follow-up 12 % (DataFrame questions: wrong column 20 %
-    instead of follow-ups; a wrong-column trace needs a column name that differs from the question's
+    plain 52 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 6 % (DataFrame questions: wrong
+    column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the question's
     word, so about half of those become plain). A variant that a recipe cannot support is retried
     with a new recipe of the same family, so the family and variant mix stays as drawn."""
     if split not in ("train", "heldout"):
@@ -1742,8 +1743,9 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
     rng = random.Random(f"k2nano:{seed}:{split}:{family}:{variant}")
     fam = family or rng.choice(FAMILIES)
     # DataFrame questions have no number to change in a follow-up; they get wrong-column traces instead.
-    weights = [58, 12, 10, 0, 20] if fam == "data" else [58, 12, 10, 12, 0]
-    var = variant or rng.choices(["plain", "typo", "miscopy", "followup", "wrong_column"], weights)[0]
+    weights = [52, 12, 10, 0, 20, 6] if fam == "data" else [52, 12, 10, 12, 0, 6]
+    var = variant or rng.choices(["plain", "typo", "miscopy", "followup", "wrong_column", "rollback"],
+                                 weights)[0]
     for attempt in range(60):
         recipe = _GENERATORS[fam](rng, split)
         v = var if attempt < 40 else "plain"
@@ -1768,6 +1770,8 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
     conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
     if variant == "wrong_column":
         out = _wrong_column_turn(conv, recipe, rng)
+    elif variant == "rollback":
+        out = _rollback_turns(conv, recipe, question, rng)
     else:
         out = _run_turn(conv, recipe, recipe.slots, "plain" if variant == "followup" else variant, rng)
     conv.answer(_final_think(out, conv), _final_text(out, _fmt(recipe.unit, recipe.slots)))
@@ -1782,6 +1786,35 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
         conv.answer(_final_think(out, conv), _final_text(out, _fmt(recipe.unit, recipe.slots)))
     return Problem(recipe.family, recipe.kind, variant, split, question, recipe.setup, _parse_answer(out),
                    conv.messages, conv.no_loss, rng.choice(TOOL_SETS))
+
+
+# What a failed check says when the loop rolls back (``k2nb.agent.loop``: "A check of your answer
+# failed. {name}: {evidence}. Fix it and answer again."): the name of a user's check and its evidence.
+_ROLLBACK_REASONS = [
+    ("reviewer", "first answers are never accepted here; recompute and answer again"),
+    ("reviewer", "expected another value; the answer was 'The answer is {out}{unit}.'"),
+    ("reviewer", "recompute this and answer again: {q}"),
+    ("range check", "{out} is outside the expected range"),
+    ("unit test", "the result {out} does not match the reference"),
+    ("user check", "the answer {out} looks wrong; recompute it from the question"),
+    ("check_answer", "please verify the numbers again"),
+]
+
+
+def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: random.Random) -> str:
+    """A first attempt (half of the time with a mis-copied number in the plan and code that the check
+    copies too), then the loop's rollback message from a user's check, then the attempt again from
+    the question. As in the loop, the first answer message is dropped and the first attempt is an
+    earlier turn (context, reasoning not shown). Returns the output of the second attempt."""
+    bad = _miscopy_slot(recipe, recipe.slots, rng) if rng.random() < 0.5 else None
+    first = _run_turn(conv, recipe, bad or recipe.slots, "plain", rng)
+    name, evidence = rng.choice(_ROLLBACK_REASONS)
+    unit = _fmt(recipe.unit, recipe.slots)
+    evidence = evidence.format(out=first, unit=unit, q=_fmt(recipe.question, recipe.slots))
+    message = f"A check of your answer failed. {name}: {evidence}. Fix it and answer again."
+    conv.messages.append({"role": "user", "content": message})
+    conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
+    return _run_turn(conv, recipe, recipe.slots, "plain", rng)
 
 
 def _final_think(out: str, conv: _Conversation) -> str:
