@@ -326,8 +326,9 @@ def test_rollback_traces_answer_the_question_again_after_the_loops_message():
         users = [i for i, m in enumerate(p.messages) if m["role"] == "user"]
         assert len(users) == 2, p.messages
         message = p.messages[users[1]]["content"]
-        # the loop's own wording (k2nb.agent.loop): "A check of your answer failed. {name}: {evidence}. Fix it…"
-        assert re.fullmatch(r"A check of your answer failed\. [\w ]+: .+\. Fix it and answer again\.", message)
+        # the loop's own wording (k2nb.agent.loop)
+        loop_wording = r"A check of your answer failed\. [\w ]+: .+\. Fix it and answer again\."
+        assert re.fullmatch(loop_wording, message)
         first = p.messages[users[0] + 1:users[1]]
         assert all(m["role"] == "tool" or m.get("tool_calls") for m in first)  # the first answer is dropped
         first_outputs = [m["content"] for m in first if m["role"] == "tool"]

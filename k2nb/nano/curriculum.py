@@ -1735,8 +1735,8 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
                  variant: str | None = None) -> Problem:
     """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
     plain 52 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 6 % (DataFrame questions: wrong
-    column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the question's
-    word, so about half of those become plain). A variant that a recipe cannot support is retried
+    column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the
+    question's word, so about half of those become plain). A variant that a recipe cannot support is retried
     with a new recipe of the same family, so the family and variant mix stays as drawn."""
     if split not in ("train", "heldout"):
         raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
