@@ -183,3 +183,29 @@ def test_continued_training_starts_from_the_given_model(tiny_run, tmp_path):
         from k2nb.nano.cli_args import continue_overrides
 
         continue_overrides(Namespace(init=str(tmp_path), lr=None, warmup_steps=None))
+
+
+def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(tiny_run, tmp_path):
+    import shutil
+
+    from k2nb.engine.loader import save_checkpoint
+    from k2nb.nano.average import TOKENIZER_FILES, average_checkpoints, main
+
+    out, _, _ = tiny_run
+    shifted = load_model(out, progress=False)
+    with torch.no_grad():
+        for p in shifted.parameters():
+            p.add_(1.0)
+    save_checkpoint(shifted, tmp_path / "shifted")
+    for name in (*TOKENIZER_FILES, "README.md"):
+        shutil.copyfile(out / name, tmp_path / "shifted" / name)
+    main(["--out", str(tmp_path / "avg"), str(out), str(tmp_path / "shifted")])
+    base, avg = load_model(out, progress=False), load_model(tmp_path / "avg", progress=False)
+    params = dict(base.named_parameters())
+    for (name, a), b in zip(base.state_dict().items(), avg.state_dict().values(), strict=True):
+        expected = a + 0.5 if name in params else a  # buffers (the selection bias) are not shifted
+        torch.testing.assert_close(b, expected, msg=name)
+    assert avg.tokenizer is not None and "Weight average" in (tmp_path / "avg" / "README.md").read_text()
+    (tmp_path / "shifted" / "tokenizer.json").write_text("{}")
+    with pytest.raises(ValueError, match="another tokenizer.json"):
+        average_checkpoints([out, tmp_path / "shifted"], tmp_path / "bad")
