@@ -1804,8 +1804,9 @@ _ROLLBACK_REASONS = [
 def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: random.Random) -> str:
     """A first attempt (half of the time with a mis-copied number in the plan and code that the check
     copies too), then the loop's rollback message from a user's check, then the attempt again from
-    the question. As in the loop, the first answer message is dropped and the first attempt is an
-    earlier turn (context, reasoning not shown). Returns the output of the second attempt."""
+    the question. As in the loop, the first answer message is dropped; the first attempt is context
+    (no loss), shown with its reasoning as the engine shows it. Returns the output of the second
+    attempt."""
     bad = _miscopy_slot(recipe, recipe.slots, rng) if rng.random() < 0.5 else None
     first = _run_turn(conv, recipe, bad or recipe.slots, "plain", rng)
     name, evidence = rng.choice(_ROLLBACK_REASONS)

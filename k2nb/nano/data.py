@@ -1,9 +1,11 @@
 """Turning curriculum problems into training rows: token ids, a loss mask, fixed-length packing.
 
 A conversation is rendered the way the model sees it *while it works on the last user turn*: the
-preamble, earlier turns with empty ``<think></think>`` (the K2 retention rule for finished turns),
-and the last turn's assistant messages with their reasoning. That is exactly the prompt state at
-each generation step of the tool loop, so every assistant message of the last turn is a target.
+preamble, finished turns with empty ``<think></think>`` and the tool loop in progress with its
+reasoning (the engine's retention rule, ``k2nb.engine.chat.keeps_reasoning``: reasoning is kept
+after the last final answer). That is exactly the prompt state at each generation step of the tool
+loop, so every assistant message of the last turn is a target. A rollback's first attempt has no
+final answer (the loop drops it), so it keeps its reasoning, as it does in the engine.
 
 Loss mask: the tokens an assistant generates — everything after ``<|im_assistant|>assistant<|im_middle|>``
 up to and including ``<|im_end|>`` — of the last turn's assistant messages, minus the messages the
@@ -22,6 +24,7 @@ import numpy as np
 from k2nb.engine.chat import (
     GENERATION_PROMPT_PIECES,
     Piece,
+    keeps_reasoning,
     render_message_pieces,
     render_preamble_pieces,
 )
@@ -45,9 +48,11 @@ def training_pieces(problem: Problem) -> list[tuple[Piece, bool]]:
     last_user = max(i for i, m in enumerate(messages) if m["role"] == "user")
     out: list[tuple[Piece, bool]] = [(p, False) for p in render_preamble_pieces(messages, problem.tools)]
     n_open = len(GENERATION_PROMPT_PIECES)  # <|im_assistant|> "assistant" <|im_middle|>
+    # as the engine renders the prompt for the final answer (the last message, itself a target)
+    keep = [*keeps_reasoning(messages[:-1]), True]
     for i, message in enumerate(messages):
         current = i > last_user
-        pieces = render_message_pieces(message, keep_reasoning=current)
+        pieces = render_message_pieces(message, keep_reasoning=keep[i])
         target = current and message["role"] == "assistant" and i not in problem.no_loss
         if target:
             assert tuple(pieces[:n_open]) == GENERATION_PROMPT_PIECES, pieces[:n_open]
