@@ -1489,10 +1489,12 @@ def given_line(question: str, roles: dict[str, str] | None = None) -> str:
     principal 5000."): the plan then copies the principal from right after the word "principal",
     not by its position in a bare list, where "Over 3 years at 6%, … 5000 dollars" became
     3000 * (1 + 6 / 100) ** 3."""
+    def labelled(literal: str) -> str:
+        role = (roles or {}).get(literal.strip("'"))
+        return f"{role} {literal}" if role else literal
+
     found = _LITERAL_RE.findall(question)
-    roles = roles or {}
-    labelled = [f"{roles[lit.strip(chr(39))]} {lit}" if lit.strip(chr(39)) in roles else lit for lit in found]
-    return f"Given: {', '.join(labelled)}." if found else ""
+    return f"Given: {', '.join(map(labelled, found))}." if found else ""
 
 
 def _fmt(template: str, slots: dict[str, str], out: str = "") -> str:
