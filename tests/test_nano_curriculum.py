@@ -317,8 +317,10 @@ def test_some_miscopy_traces_carry_the_wrong_number_in_the_plan_and_the_check_ca
 
 
 def test_rollback_traces_answer_the_question_again_after_the_loops_message():
+    from k2nb.agent.loop import ROLLBACK_MESSAGE
     from k2nb.nano.data import training_pieces
 
+    assert C.ROLLBACK_MESSAGE == ROLLBACK_MESSAGE
     probs = [C.make_problem(i, "train", family, "rollback")
              for i in range(6) for family in ("arithmetic", "percent", "strings", "data")]
     wrong_first = 0
@@ -326,9 +328,10 @@ def test_rollback_traces_answer_the_question_again_after_the_loops_message():
         users = [i for i, m in enumerate(p.messages) if m["role"] == "user"]
         assert len(users) == 2, p.messages
         message = p.messages[users[1]]["content"]
-        # the loop's own wording (k2nb.agent.loop)
-        loop_wording = r"A check of your answer failed\. [\w ]+: .+\. Fix it and answer again\."
-        assert re.fullmatch(loop_wording, message)
+        # the loop's own wording
+        head, tail = ROLLBACK_MESSAGE.split("{reason}")
+        reason = message.removeprefix(head).removesuffix(tail)
+        assert message == ROLLBACK_MESSAGE.format(reason=reason) and re.fullmatch(r"[\w ]+: .+", reason)
         first = p.messages[users[0] + 1:users[1]]
         assert all(m["role"] == "tool" or m.get("tool_calls") for m in first)  # the first answer is dropped
         first_outputs = [m["content"] for m in first if m["role"] == "tool"]

@@ -60,6 +60,9 @@ _SECTION_BEGIN = TOOL_CALLS_SECTION_BEGIN
 
 # Observation error kinds that mean the model's call itself was wrong (the `args` check).
 _BAD_CALL = frozenset({"invalid_json", "invalid_arguments", "malformed_call", "unknown_tool"})
+# What the model reads after a failed check, before its next attempt (k2-nano's rollback traces in
+# k2nb.nano.curriculum use the same words; tests/test_nano_curriculum.py ties the two).
+ROLLBACK_MESSAGE = "A check of your answer failed. {reason}. Fix it and answer again."
 
 
 @dataclass(slots=True)
@@ -558,7 +561,7 @@ class _PathRun:
             self.msgs.append(
                 {
                     "role": "user",
-                    "content": f"A check of your answer failed. {reason}. Fix it and answer again.",
+                    "content": ROLLBACK_MESSAGE.format(reason=reason),
                 }
             )
             self.t.finish(attempt, "rolled_back", failed_checks=[c.id for c in failed])

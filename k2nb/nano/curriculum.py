@@ -1790,8 +1790,9 @@ def _build(recipe: Recipe, variant: str, split: str, rng: random.Random) -> Prob
                    conv.messages, conv.no_loss, rng.choice(TOOL_SETS))
 
 
-# What a failed check says when the loop rolls back (``k2nb.agent.loop``: "A check of your answer
-# failed. {name}: {evidence}. Fix it and answer again."): the name of a user's check and its evidence.
+# What the agent loop says when it rolls back (``k2nb.agent.loop.ROLLBACK_MESSAGE``; this package does
+# not import the agent, and a test checks the two are equal), and what a user's check says in it.
+ROLLBACK_MESSAGE = "A check of your answer failed. {reason}. Fix it and answer again."
 _ROLLBACK_REASONS = [
     ("reviewer", "first answers are never accepted here; recompute and answer again"),
     ("reviewer", "expected another value; the answer was 'The answer is {out}{unit}.'"),
@@ -1814,7 +1815,7 @@ def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: ran
     name, evidence = rng.choice(_ROLLBACK_REASONS)
     unit = _fmt(recipe.unit, recipe.slots)
     evidence = evidence.format(out=first, unit=unit, q=_fmt(recipe.question, recipe.slots))
-    message = f"A check of your answer failed. {name}: {evidence}. Fix it and answer again."
+    message = ROLLBACK_MESSAGE.format(reason=f"{name}: {evidence}")
     conv.messages.append({"role": "user", "content": message})
     conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
     return _run_turn(conv, recipe, recipe.slots, "plain", rng)
