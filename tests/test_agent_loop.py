@@ -53,6 +53,7 @@ def test_a_multi_call_section_runs_in_order_under_the_models_ids() -> None:
     assert {c.kind: c.status for c in r.checks} == {
         "args": "passed",
         "grounded": "passed",
+        "used": "passed",
         "self_verify": "pending",
     }
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections import Counter
 
 import pytest
 
@@ -120,6 +121,12 @@ def test_every_turn_opens_with_its_given_line(train_set):
                 assert not first.startswith("Given:"), (m, first)
                 continue
             given = first[: first.index(". ") + 1]
+            later = [n["content"] for n in p.messages[i + 1:] if n["role"] == "user"]
+            if later and later[0].startswith(f"A check of your answer failed. {C.USED_CHECK}:"):
+                # a `used` rollback's first attempt mis-copies one literal of its Given line
+                pairs = zip(C._LITERAL_RE.findall(given), C._LITERAL_RE.findall(bare), strict=True)
+                assert sum(a != b for a, b in pairs) == 1, (m, first)
+                continue
             assert C._LITERAL_RE.findall(given) == C._LITERAL_RE.findall(bare), (m, first)
             assert first.startswith(given + " ")
             labelled += given != bare
@@ -198,14 +205,16 @@ def test_composed_phrasings_bind_roles_by_words_and_never_make_a_heldout_questio
 
 
 def _question_words(problems: list[C.Problem]) -> set[str]:
-    text = " ".join(m["content"] for p in problems for m in p.messages if m["role"] == "user")
+    text = " ".join(m["content"] for p in problems for m in p.messages
+                    if m["role"] == "user" and not m["content"].startswith("A check of your answer failed."))
     return {w.lower() for w in re.findall(r"[A-Za-z]+", re.sub(r"'[^']*'", "", text))}
 
 
 def test_heldout_questions_use_only_words_training_has():
     # The held-out split tests new sentence forms and new numbers, not new words: a model without
     # pretraining cannot know what "flip" or "owns" means if training never says it.
-    slot_words = {w.lower() for w in (*C.NAMES, *C.ITEMS)}
+    tables = [w for var, cols, keys in C._TABLES for w in (var, *cols, *keys)]
+    slot_words = {w.lower() for w in (*C.NAMES, *C.ITEMS, *tables)}
     train = _question_words(C.generate(6000, seed=0)) | slot_words
     unknown = _question_words(C.eval_problems(243)) - train
     assert not unknown, sorted(unknown)
@@ -331,13 +340,67 @@ def test_rollback_traces_answer_the_question_again_after_the_loops_message():
         # the loop's own wording
         head, tail = ROLLBACK_MESSAGE.split("{reason}")
         reason = message.removeprefix(head).removesuffix(tail)
-        assert message == ROLLBACK_MESSAGE.format(reason=reason) and re.fullmatch(r"[\w ]+: .+", reason)
+        assert message == ROLLBACK_MESSAGE.format(reason=reason) and re.fullmatch(r"[\w' ]+: .+", reason)
         first = p.messages[users[0] + 1:users[1]]
         assert all(m["role"] == "tool" or m.get("tool_calls") for m in first)  # the first answer is dropped
         first_outputs = [m["content"] for m in first if m["role"] == "tool"]
-        wrong_first += not C.answer_matches(p.answer, f"The answer is {first_outputs[-2]}.")
+        main_output = first_outputs[-1] if reason.startswith(C.SELF_VERIFY_CHECK) else first_outputs[-2]
+        wrong_first += not C.answer_matches(p.answer, f"The answer is {main_output}.")
         assert C.answer_matches(p.answer, p.messages[-1]["content"])
         # only the second attempt is trained on
         targets = "".join(text for (text, _), target in training_pieces(p) if target)
         assert message not in targets and p.messages[-1]["content"] in targets
     assert 0 < wrong_first < len(probs)
+
+
+def _call_records(messages: list[dict]) -> list:
+    """The python calls of ``messages`` as the agent's checks see them."""
+    from k2nb.agent.checks import CallRecord
+
+    code = {tc["id"]: json.loads(tc["function"]["arguments"])["code"]
+            for m in messages for tc in m.get("tool_calls") or []}
+    return [CallRecord(m["tool_call_id"], "python", code[m["tool_call_id"]], m["content"],
+                       not m["content"].startswith("Traceback"), m["tool_call_id"])
+            for m in messages if m["role"] == "tool"]
+
+
+def test_rollbacks_after_built_in_checks_say_what_the_loops_checks_say():
+    """The `used` rollback's first attempt mis-copies a number in its Given line, and the agent's own
+    `numbers_used` check, run on that attempt, gives the message's words; the `self_verify` rollback
+    names the dropped check's result, which is the right answer, and the kept call's wrong one."""
+    from k2nb.agent.checks import numbers_used
+
+    kinds: Counter[str] = Counter()
+    for i in range(12):
+        for family in ("arithmetic", "percent", "interest", "units", "combo"):
+            p = C.make_problem(i, "train", family, "rollback")
+            users = [j for j, m in enumerate(p.messages) if m["role"] == "user"]
+            question, message = p.messages[users[0]]["content"], p.messages[users[1]]["content"]
+            reason = message.removeprefix("A check of your answer failed. ").removesuffix(
+                ". Fix it and answer again.")
+            first = p.messages[users[0] + 1:users[1]]
+            outputs = [m["content"] for m in first if m["role"] == "tool"]
+            if reason.startswith(C.USED_CHECK):
+                kinds["used"] += 1
+                status, evidence, data = numbers_used(question, _call_records(first))
+                assert status == "failed" and f"{C.USED_CHECK}: {evidence}" == reason, (reason, evidence)
+                given = first[0]["reasoning_content"].split(". ")[0]
+                said = C._LITERAL_RE.findall(C.given_line(question))
+                copied = C._LITERAL_RE.findall(given)
+                pairs = list(zip(said, copied, strict=True))
+                assert sum(a != b for a, b in pairs) == 1
+                assert data["missing"] == [a for a, b in pairs if a != b]
+            elif reason.startswith(C.SELF_VERIFY_CHECK):
+                kinds["self_verify"] += 1
+                got = re.fullmatch(r".*verification call (functions\.python:\d+) gave (\S+), which no "
+                                   r"earlier result reproduces \(last: (\S+)\)", reason)
+                assert got, reason
+                assert got[3] == outputs[-1] and not C.answer_matches(p.answer, f"The answer is {got[3]}.")
+                assert C.answer_matches(p.answer, f"The answer is {got[2]}.")
+                # the dropped check's id is the one the retry's first call reuses
+                retry_ids = [tc["id"] for m in p.messages[users[1]:] for tc in m.get("tool_calls") or []]
+                assert retry_ids[0] == got[1]
+            else:
+                kinds["user"] += 1
+            assert C.answer_matches(p.answer, p.messages[-1]["content"])
+    assert min(kinds.values()) >= 5 and len(kinds) == 3, kinds

@@ -34,23 +34,28 @@ def wrong(p: curriculum.Problem, by: int = 1) -> float:
 
 def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
     a, w = p.answer, wrong(p)
+
+    def uses(code: str, think: str = "Compute it.") -> Turn:
+        # the code also names the question's numbers, as a model's code uses them (the `used` check)
+        return call(f"{code}\ngiven = {curriculum.given_line(p.question)!r}", think)
+
     if condition == "tools":
         return [
             # correct, verified by a check (assert, prints True)
-            [call(f"print({a!r})"), call(f"assert {a!r} == {a!r}\nprint(True)", "Now this."), answer(a)],
+            [uses(f"print({a!r})"), uses(f"assert {a!r} == {a!r}\nprint(True)", "Now this."), answer(a)],
             # wrong, verified by a recomputation (other code, same value, no check words)
-            [call(f"print({w!r})"), call(f"print({w!r} + 0)", "Another way."), answer(w)],
+            [uses(f"print({w!r})"), uses(f"print({w!r} + 0)", "Another way."), answer(w)],
             # correct, no verification
-            [call(f"print({a!r})"), answer(a)],
+            [uses(f"print({a!r})"), answer(a)],
             # a malformed call (not JSON), then a valid one; correct, no verification
-            [Turn(think="Compute.", calls=[("python", '{"code": print(1)}')]), call(f"print({a!r})"),
+            [Turn(think="Compute.", calls=[("python", '{"code": print(1)}')]), uses(f"print({a!r})"),
              answer(a)],
         ][i]
     if condition == "injected":
         return [
-            [call(f"print({a!r})"), call(f"print({a!r})", "Run it again."), answer(a)],  # recovers
-            [call(f"print({a!r})"), Turn(answer="The answer is unknown.")],  # gives up
-            [call(f"print({a!r})"), call(f"print({w!r})"), answer(w)],  # retries, answers wrong
+            [uses(f"print({a!r})"), uses(f"print({a!r})", "Run it again."), answer(a)],  # recovers
+            [uses(f"print({a!r})"), Turn(answer="The answer is unknown.")],  # gives up
+            [uses(f"print({a!r})"), uses(f"print({w!r})"), answer(w)],  # retries, answers wrong
             # no call, so the injection never fires; the ungrounded answer is rolled back twice
             [answer(a)] * 3,
         ][i]
@@ -59,14 +64,14 @@ def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
             [answer(a)],
             [answer(a)],
             [answer(w)],
-            [call(f"print({a!r})"), answer(a)],  # calls an undeclared tool, then answers
+            [uses(f"print({a!r})"), answer(a)],  # calls an undeclared tool, then answers
         ][i]
     # paths: 8 paths of (call, answer); C correct, 1/2 wrong values
     plans = ["1CC2C1CC", "CCCCCCCC", "11111111", "C11222CC"]
     values = {"C": a, "1": w, "2": wrong(p, 2)}
     out = []
     for ch in plans[i]:
-        out += [call(f"print({values[ch]!r})"), answer(values[ch])]
+        out += [uses(f"print({values[ch]!r})"), answer(values[ch])]
     return out
 
 

@@ -3,6 +3,8 @@
 - `args`: every tool call of the attempt had valid arguments (informative: the model already saw
   the error observation and usually recovered, so by default it does not trigger a rollback).
 - `grounded`: every number the final answer states came from a tool result or from the user.
+- `used`: every number the question states is used by some successful call (a plan that copied
+  37.94 as 37 computes a neat, well-verified, wrong answer: its check recomputes the same mistake).
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
   its reasoning announced as a check) ran without error, did not print False, and, when it
   recomputes, reproduces the result of an earlier call.
@@ -54,11 +56,15 @@ class Number:
 
 
 def numbers_in(text: str) -> list[Number]:
+    return [n for _, n in _number_matches(text)]
+
+
+def _number_matches(text: str) -> list[tuple[re.Match[str], Number]]:
     out = []
     for m in _NUMBER.finditer(text):
         raw = m.group().replace("−", "-")
         try:
-            out.append(Number(m.group(), float(raw.replace(",", ""))))
+            out.append((m, Number(m.group(), float(raw.replace(",", "")))))
         except ValueError:
             continue
     return out
@@ -118,6 +124,41 @@ class CallRecord:
     thinking_before: str = ""
     valid_args: bool = True
     error: str | None = None
+    arguments: str = ""  # the call's raw JSON arguments (what non-python tools were given)
+
+
+_PERCENT_AFTER = re.compile(r"\s*(%|percent\b)")
+
+
+def numbers_used(
+    question: str, records: Sequence[CallRecord], said_before: str = ""
+) -> tuple[str, str, dict[str, Any]]:
+    """(status, evidence, data) of the `used` check: every number the question brings occurs, by
+    value, in the code (or the arguments) of a successful call; "15%" may also be used as 0.15.
+    Numbers the user already said in earlier turns are not required (a follow-up's "45 instead of
+    33"). Pending when no call succeeded (`grounded` covers answers made without tools)."""
+    before = {n.value for n in numbers_in(said_before)}
+    said = [(m, n) for m, n in _number_matches(question) if n.value not in before]
+    calls = [r for r in records if r.ok]
+    if not said:
+        return "passed", "the question states no numbers", {"numbers": [], "missing": []}
+    if not calls:
+        return "pending", "no call succeeded", {"numbers": [n.text for _, n in said], "missing": []}
+    values = [n.value for r in calls for n in numbers_in(r.code if r.code is not None else r.arguments)]
+
+    def used(match: re.Match[str], num: Number) -> bool:
+        wanted = [num.value]
+        if _PERCENT_AFTER.match(question, match.end()):
+            wanted.append(num.value / 100)
+        return any(math.isclose(abs(v), abs(w), rel_tol=1e-9, abs_tol=1e-12) for v in values for w in wanted)
+
+    missing = list(dict.fromkeys(n.text for m, n in said if not used(m, n)))
+    data = {"numbers": [n.text for _, n in said], "missing": missing}
+    if missing:
+        which = ", ".join(missing)
+        verb = "is" if len(missing) == 1 else "are"
+        return "failed", f"{which} from the question {verb} in no successful call", data
+    return "passed", f"all {len(said)} numbers of the question are used", data
 
 
 def is_verification(rec: CallRecord) -> bool:

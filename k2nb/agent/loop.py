@@ -33,6 +33,7 @@ from k2nb.agent.checks import (
     as_verdict,
     grounded,
     normalise_answer,
+    numbers_used,
     self_verify,
     tally,
 )
@@ -98,8 +99,8 @@ class ThinkOptions:
     paths: int = 1
     max_rollbacks: int = 2
     checks: Sequence[UserCheck] = ()
-    builtin_checks: tuple[str, ...] = ("args", "grounded", "self_verify")
-    rollback_on: tuple[str, ...] = ("grounded", "self_verify", "user")
+    builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "self_verify")
+    rollback_on: tuple[str, ...] = ("grounded", "used", "self_verify", "user")
     cancel: threading.Event | None = None
 
 
@@ -173,6 +174,9 @@ class _PathRun:
         self.backend, self.executor, self.opts = backend, executor, opts
         self.b = opts.budgets
         self.msgs = messages
+        # what the user said before this turn's question (a follow-up's "45 instead of 33" need not use 33)
+        earlier = (m for m in messages[:-1] if m["role"] == "user")
+        self._said_before = "\n".join(str(m.get("content") or "") for m in earlier)
         self.temperature = temperature
         self.started = started
         self.tools = executor.tool_schemas()
@@ -414,6 +418,7 @@ class _PathRun:
                 thinking_before=st.thinking_text,
                 valid_args=obs.error_kind not in _BAD_CALL,
                 error=obs.error,
+                arguments=ev.arguments if isinstance(ev.arguments, str) else "",
             )
             self.records.append((msg_index, rec))
         return limit is not None and self.tool_calls >= limit
@@ -493,6 +498,11 @@ class _PathRun:
                 t.add_check(
                     "answer grounded in tool results", status, evidence, out.answer_node, "grounded", **data
                 )
+            )
+        if "used" in opts.builtin_checks and self.tools:
+            status, evidence, data = numbers_used(t.question, records, self._said_before)
+            checks.append(
+                t.add_check("question numbers used", status, evidence, out.answer_node, "used", **data)
             )
         if "self_verify" in opts.builtin_checks and self.tools:
             status, evidence, node = self_verify(records)
@@ -711,12 +721,15 @@ class ThinkResult:
         }
 
 
+_VOTING_CHECKS = ("grounded", "used", "self_verify", "user")
+
+
 def _weight(checks: Sequence[Check], end_reason: str, answer: str | None) -> float:
     """Vote weight of a path: one vote, one more per passed verification, a quarter per failure."""
     if not answer:
         return 0.0
-    passed = sum(c.status == "passed" for c in checks if c.kind in ("grounded", "self_verify", "user"))
-    failed = sum(c.status == "failed" for c in checks if c.kind in ("grounded", "self_verify", "user"))
+    passed = sum(c.status == "passed" for c in checks if c.kind in _VOTING_CHECKS)
+    failed = sum(c.status == "failed" for c in checks if c.kind in _VOTING_CHECKS)
     weight = (1.0 + passed) * (0.25**failed)
     return weight if end_reason == "answer" else weight * 0.5
 

@@ -1736,7 +1736,7 @@ def _followup(rng: random.Random, recipe: Recipe, split: str) -> tuple[str, dict
 def make_problem(seed: int | str, split: str = "train", family: str | None = None,
                  variant: str | None = None) -> Problem:
     """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
-    plain 52 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 6 % (DataFrame questions: wrong
+    plain 48 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 10 % (DataFrame questions: wrong
     column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the
     question's word, so about half of those become plain). A variant that a recipe cannot support is retried
     with a new recipe of the same family, so the family and variant mix stays as drawn."""
@@ -1745,7 +1745,7 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
     rng = random.Random(f"k2nano:{seed}:{split}:{family}:{variant}")
     fam = family or rng.choice(FAMILIES)
     # DataFrame questions have no number to change in a follow-up; they get wrong-column traces instead.
-    weights = [52, 12, 10, 0, 20, 6] if fam == "data" else [52, 12, 10, 12, 0, 6]
+    weights = [48, 12, 10, 0, 20, 10] if fam == "data" else [48, 12, 10, 12, 0, 10]
     var = variant or rng.choices(["plain", "typo", "miscopy", "followup", "wrong_column", "rollback"],
                                  weights)[0]
     for attempt in range(60):
@@ -1804,21 +1804,106 @@ _ROLLBACK_REASONS = [
 ]
 
 
+# The loop's built-in checks that roll back, as it names them (``k2nb.agent.checks``; a test runs the
+# agent's own checks on these traces and compares the words).
+USED_CHECK = "question numbers used"
+SELF_VERIFY_CHECK = "model's own verification"
+
+
 def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: random.Random) -> str:
-    """A first attempt (half of the time with a mis-copied number in the plan and code that the check
-    copies too), then the loop's rollback message from a user's check, then the attempt again from
-    the question. As in the loop, the first answer message is dropped; the first attempt is context
-    (no loss), shown with its reasoning as the engine shows it. Returns the output of the second
-    attempt."""
-    bad = _miscopy_slot(recipe, recipe.slots, rng) if rng.random() < 0.5 else None
-    first = _run_turn(conv, recipe, bad or recipe.slots, "plain", rng)
-    name, evidence = rng.choice(_ROLLBACK_REASONS)
+    """A failed first attempt, the loop's rollback message, then the attempt again from the question,
+    restating its Given line. Three kinds, as the loop makes them:
+
+    - a user's check (45 %): the first attempt is right or, half of the time, carries a mis-copied
+      number in its plan and code that its check copies too; the loop drops the first answer message.
+    - the built-in ``used`` check (35 %): the Given line itself mis-copies a number (one digit
+      changed, or its decimals dropped: 37.94 as 37), so plan, code and check all agree on a wrong
+      result and only "37.94 from the question is in no successful call" shows it.
+    - the built-in ``self_verify`` check (20 %): the plan mis-copies a number, the check recomputes
+      from the question and disagrees; the loop cuts at the check, so the context is the first call,
+      its output and the message naming the check's result.
+
+    The first attempt is context (no loss), shown with its reasoning as the engine shows it. Returns
+    the output of the second attempt."""
+    kind = rng.choices(["user", "used", "self_verify"], [45, 35, 20])[0]
     unit = _fmt(recipe.unit, recipe.slots)
-    evidence = evidence.format(out=first, unit=unit, q=_fmt(recipe.question, recipe.slots))
-    message = ROLLBACK_MESSAGE.format(reason=f"{name}: {evidence}")
-    conv.messages.append({"role": "user", "content": message})
+    if kind == "used":
+        literal, bad = _given_miscopy(recipe, rng)
+        conv.given = given_line(_replace_literal(question, recipe.slots[literal], bad[literal]),
+                                roles_of(recipe.kind, bad))
+        start = len(conv.messages)
+        first = _run_turn(conv, recipe, bad, "plain", rng)
+        if float(recipe.slots[literal]) in _numbers_of_calls(conv.messages[start:]):
+            raise CurriculumError("the question's number is still used by a call")
+        reason = f"{USED_CHECK}: {recipe.slots[literal]} from the question is in no successful call"
+    elif kind == "self_verify":
+        reason = _first_call_then_failed_check(conv, recipe, rng)
+    else:
+        bad = _miscopy_slot(recipe, recipe.slots, rng) if rng.random() < 0.5 else None
+        first = _run_turn(conv, recipe, bad or recipe.slots, "plain", rng)
+        name, evidence = rng.choice(_ROLLBACK_REASONS)
+        reason = f"{name}: " + evidence.format(out=first, unit=unit, q=_fmt(recipe.question, recipe.slots))
+    conv.messages.append({"role": "user", "content": ROLLBACK_MESSAGE.format(reason=reason)})
     conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
-    return _run_turn(conv, recipe, recipe.slots, "plain", rng)
+    out = _run_turn(conv, recipe, recipe.slots, "plain", rng)
+    if kind == "used" and _agrees(out, first):
+        raise CurriculumError("the mis-copied number did not change the result")
+    return out
+
+
+def _numbers_of_calls(messages: list[dict[str, Any]]) -> set[float]:
+    """The values of every number in the code of these messages' python calls."""
+    calls = [tc for m in messages for tc in m.get("tool_calls") or []]
+    codes = [json.loads(tc["function"]["arguments"])["code"] for tc in calls]
+    return {float(n.group()) for code in codes for n in re.finditer(r"(?<![\w.])\d+(?:\.\d+)?", code)}
+
+
+def _replace_literal(question: str, old: str, new: str) -> str:
+    """``question`` with its first literal equal to ``old`` written as ``new``."""
+    hits = [m for m in _LITERAL_RE.finditer(question) if m.group() == old]
+    if not hits:
+        raise CurriculumError(f"{old} is not a literal of the question")
+    return question[: hits[0].start()] + new + question[hits[0].end():]
+
+
+def _given_miscopy(recipe: Recipe, rng: random.Random) -> tuple[str, dict[str, str]]:
+    """(slot, slots) with that number slot mis-copied as a reader slips: its decimals dropped
+    (37.94 → 37) or one digit changed. The mis-copy must not be a number the question also states."""
+    keys = [k for k in recipe.numeric_slots if re.fullmatch(r"\d+(\.\d+)?", str(recipe.slots.get(k, "")))
+            and str(recipe.slots[k]) not in {"0", "1", "2", "100"}]
+    if not keys:
+        raise CurriculumError("no number to mis-copy in the Given line")
+    k = rng.choice(keys)
+    value = str(recipe.slots[k])
+    new = value.split(".")[0] if "." in value and rng.random() < 0.5 else _change_digit(value, rng)
+    others = {str(v) for key, v in recipe.slots.items() if key != k}
+    if new in others or float(new) == 0:
+        raise CurriculumError("the mis-copy equals another number of the question")
+    return k, dict(recipe.slots, **{k: new})
+
+
+def _first_call_then_failed_check(conv: _Conversation, recipe: Recipe, rng: random.Random) -> str:
+    """The first attempt of a self_verify rollback: the plan's mis-copied number in the main call
+    (after any inspection), then a check that recomputes from the question and disagrees. As the loop
+    does, the check's message is dropped from the context; returns the rollback reason."""
+    bad = _miscopy_slot(recipe, recipe.slots, rng)
+    main_i = next(i for i, s in enumerate(recipe.steps) if s.role == "main")
+    verify = recipe.steps[main_i + 1] if main_i + 1 < len(recipe.steps) else None
+    if bad is None or verify is None or verify.role != "verify":
+        raise CurriculumError("no number to mis-copy before a recomputing check")
+    for step in recipe.steps[:main_i]:
+        conv.call(_fmt(step.think, recipe.slots), _fmt(step.code, recipe.slots))
+    main = recipe.steps[main_i]
+    bad_out = conv.call(_fmt(main.think, bad), _fmt(main.code, bad), train=False)
+    v_code = _fmt(verify.code, recipe.slots, bad_out)
+    scratch = dict(conv.namespace)
+    v_out = run_python(v_code, scratch, conv.n_calls)
+    if bad_out.startswith("Traceback") or v_out.startswith("Traceback") or v_out in ("True", "False") \
+            or _agrees(bad_out, v_out) or not re.fullmatch(r"-?\d+(\.\d+)?", v_out):
+        raise CurriculumError("the check does not recompute a different number")
+    call_id = f"functions.python:{conv.n_calls}"  # dropped with its message; the next call reuses the id
+    return (f"{SELF_VERIFY_CHECK}: verification call {call_id} gave {v_out}, which no earlier result "
+            f"reproduces (last: {bad_out})")
 
 
 def _final_think(out: str, conv: _Conversation) -> str:
