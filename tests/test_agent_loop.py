@@ -294,6 +294,54 @@ def test_a_recompute_that_disagrees_is_a_failed_check() -> None:
     assert r.answer == "The answer is 57.12."
 
 
+def test_a_question_number_no_call_uses_fails_the_used_check_and_rolls_back() -> None:
+    """37.94 copied as 37: plan, code and check agree on a wrong result; only the question's
+    unused number shows it. The loop drops the answer, says which number, and the retry passes."""
+    q = "After paying 42 and 37.94 out of 874 dollars, how many dollars remain?"
+    sb = ScriptedBackend(
+        [
+            Turn("Given: cost 42, cost 37, budget 874.", [py("print(round(874 - 42 - 37, 2))")]),
+            Turn("Check: subtract the sum.", [py("print(round(874 - (42 + 37), 2))")]),
+            Turn("Both calls give 795.", answer="The answer is 795 dollars."),
+            Turn("Given: cost 42, cost 37.94, budget 874.", [py("print(round(874 - 42 - 37.94, 2))")]),
+            Turn("", answer="The answer is 794.06 dollars."),
+        ]
+    )
+    r = think(q, backend=sb)
+    used = [c for c in r.checks if c.kind == "used"]
+    assert [c.status for c in used] == ["failed", "passed"]
+    assert used[0].evidence == "37.94 from the question is in no successful call"
+    assert used[0].data["missing"] == ["37.94"]
+    assert "question numbers used: 37.94 from the question is in no successful call." in sb.prompts[3]
+    assert r.answer == "The answer is 794.06 dollars."
+    assert [a.status for a in r.trajectory.find("attempt")] == ["rolled_back", "done"]
+
+
+def test_what_the_used_check_counts_as_using_a_number() -> None:
+    from k2nb.agent.checks import CallRecord, numbers_used
+
+    def rec(code: str, ok: bool = True) -> CallRecord:
+        return CallRecord("functions.python:0", "python", code, "1", ok, "n0")
+
+    # a percentage may be used as a fraction; thousands separators and dates are read by value
+    assert numbers_used("15% off 1,250 dollars?", [rec("print(1250 * (1 - 0.15))")])[0] == "passed"
+    assert numbers_used("96 days past 2019-03-20?", [rec("date(2019, 3, 20) + timedelta(96)")])[0] == "passed"
+    # a failed call does not count; with no successful call the check waits
+    assert numbers_used("7 times 6?", [rec("print(7 * 6", ok=False)])[0] == "pending"
+    status, evidence, data = numbers_used("7 times 6?", [rec("print(7 * 6", ok=False), rec("print(7 * 5)")])
+    assert (status, data["missing"]) == ("failed", ["6"])
+    assert evidence == "6 from the question is in no successful call"
+    # a follow-up need not use the number it replaces, only the one it brings
+    follow = "What if it were 45 instead of 33?"
+    assert numbers_used(follow, [rec("print(45 * 2)")], said_before="33 times 2?")[0] == "passed"
+    assert numbers_used(follow, [rec("print(45 * 2)")])[1] == "33 from the question is in no successful call"
+    assert numbers_used("Reverse 'abc'.", [])[0] == "passed"  # no numbers: nothing to use
+    # the check is one of the defaults and can be switched off
+    sb = ScriptedBackend([Turn("", [py("print(7 * 5)")]), Turn("", answer="35")])
+    r = think("7 times 6?", backend=sb, builtin_checks=("args", "grounded", "self_verify"))
+    assert "used" not in {c.kind for c in r.checks} and r.answer == "35"
+
+
 def test_user_checks_and_the_rollback_limit() -> None:
     seen: list[str | None] = []
 

@@ -226,7 +226,8 @@ class Node:
 
 @dataclass(slots=True)
 class Check:
-    """A verdict about the run: built in (`args`, `grounded`, `self_verify`, `agreement`) or a user's.
+    """A verdict about the run: built in (`args`, `grounded`, `used`, `self_verify`, `agreement`) or a
+    user's.
     `node` is the node it concerns; `evidence` says why, in words a reader can check."""
 
     id: str
