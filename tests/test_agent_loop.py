@@ -336,6 +336,10 @@ def test_what_the_used_check_counts_as_using_a_number() -> None:
     assert numbers_used(follow, [rec("print(45 * 2)")], said_before="33 times 2?")[0] == "passed"
     assert numbers_used(follow, [rec("print(45 * 2)")])[1] == "33 from the question is in no successful call"
     assert numbers_used("Reverse 'abc'.", [])[0] == "passed"  # no numbers: nothing to use
+    # `What is {n} times 7?` in a notebook: the code reads the user's n, so 6 may be there
+    status, evidence, _ = numbers_used("What is 6 times 7?", [rec("y = n * 7\nprint(y)")])
+    assert (status, evidence) == ("passed", "6 may come from n, which the code reads from the namespace")
+    assert numbers_used("What is 6 times 7?", [rec("n = 5\nprint(n * 7)")])[0] == "failed"
     # the check is one of the defaults and can be switched off
     sb = ScriptedBackend([Turn("", [py("print(7 * 5)")]), Turn("", answer="35")])
     r = think("7 times 6?", backend=sb, builtin_checks=("args", "grounded", "self_verify"))

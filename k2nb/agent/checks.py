@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import ast
+import builtins
 import math
 import re
 from collections.abc import Callable, Iterable, Sequence
@@ -145,6 +147,7 @@ def numbers_used(
     if not calls:
         return "pending", "no call succeeded", {"numbers": [n.text for _, n in said], "missing": []}
     values = [n.value for r in calls for n in numbers_in(r.code if r.code is not None else r.arguments)]
+    outside = _names_from_outside([r.code for r in calls if r.code is not None])
 
     def used(match: re.Match[str], num: Number) -> bool:
         wanted = [num.value]
@@ -154,11 +157,37 @@ def numbers_used(
 
     missing = list(dict.fromkeys(n.text for m, n in said if not used(m, n)))
     data = {"numbers": [n.text for _, n in said], "missing": missing}
+    if missing and outside:
+        # `What is {n} times 7?` in a notebook: the code reads n, where the number may be
+        return "passed", (f"{', '.join(missing)} may come from {', '.join(outside)}, which the code reads "
+                          "from the namespace"), data
     if missing:
         which = ", ".join(missing)
         verb = "is" if len(missing) == 1 else "are"
         return "failed", f"{which} from the question {verb} in no successful call", data
     return "passed", f"all {len(said)} numbers of the question are used", data
+
+
+def _names_from_outside(codes: Sequence[str]) -> list[str]:
+    """Names these cells read that none of them binds and that are not builtins: the user's
+    variables (a DataFrame, a number the prompt interpolated), whose values the check cannot see."""
+    loaded: dict[str, None] = {}
+    bound: set[str] = set(dir(builtins))
+    for code in codes:
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                (loaded.setdefault(node.id) if isinstance(node.ctx, ast.Load) else bound.add(node.id))
+            elif isinstance(node, (ast.Import, ast.ImportFrom)):
+                bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+            elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                bound.add(node.name)
+            elif isinstance(node, ast.arg):
+                bound.add(node.arg)
+    return [name for name in loaded if name not in bound]
 
 
 def is_verification(rec: CallRecord) -> bool:
