@@ -1621,12 +1621,17 @@ def _typo(code: str, rng: random.Random, namespace: dict[str, Any]) -> str | Non
 
 def _miscopy_slot(recipe: Recipe, slots: dict[str, str], rng: random.Random) -> dict[str, str] | None:
     """``slots`` with one digit of one number slot changed (a mis-copy made while writing the plan)."""
-    keys = [k for k in recipe.numeric_slots if re.fullmatch(r"\d+(\.\d+)?", str(slots.get(k, "")))
-            and str(slots[k]) not in {"0", "1", "2", "100"}]
+    keys = _copyable_slots(recipe, slots)
     if not keys:
         return None
     k = rng.choice(keys)
     return dict(slots, **{k: _change_digit(str(slots[k]), rng)})
+
+
+def _copyable_slots(recipe: Recipe, slots: dict[str, str]) -> list[str]:
+    """The number slots a mis-copy can change (not 0, 1, 2 or 100, which a slip would not hide)."""
+    return [k for k in recipe.numeric_slots if re.fullmatch(r"\d+(\.\d+)?", str(slots.get(k, "")))
+            and str(slots[k]) not in {"0", "1", "2", "100"}]
 
 
 def _change_digit(number: str, rng: random.Random) -> str:
@@ -1869,8 +1874,7 @@ def _replace_literal(question: str, old: str, new: str) -> str:
 def _given_miscopy(recipe: Recipe, rng: random.Random) -> tuple[str, dict[str, str]]:
     """(slot, slots) with that number slot mis-copied as a reader slips: its decimals dropped
     (37.94 → 37) or one digit changed. The mis-copy must not be a number the question also states."""
-    keys = [k for k in recipe.numeric_slots if re.fullmatch(r"\d+(\.\d+)?", str(recipe.slots.get(k, "")))
-            and str(recipe.slots[k]) not in {"0", "1", "2", "100"}]
+    keys = _copyable_slots(recipe, recipe.slots)
     if not keys:
         raise CurriculumError("no number to mis-copy in the Given line")
     k = rng.choice(keys)
