@@ -3,8 +3,9 @@
 - `args`: every tool call of the attempt had valid arguments (informative: the model already saw
   the error observation and usually recovered, so by default it does not trigger a rollback).
 - `grounded`: every number the final answer states came from a tool result or from the user.
-- `used`: every number the question states is used by some successful call (a plan that copied
-  37.94 as 37 computes a neat, well-verified, wrong answer: its check recomputes the same mistake).
+- `used`: every number the question brings is used by some successful call, unless the code reads
+  the user's variables (a plan that copied 37.94 as 37 computes a neat, well-verified, wrong
+  answer: its check recomputes the same mistake).
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
   its reasoning announced as a check) ran without error, did not print False, and, when it
   recomputes, reproduces the result of an earlier call.
@@ -179,8 +180,10 @@ def _names_from_outside(codes: Sequence[str]) -> list[str]:
         except SyntaxError:
             continue
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name):
-                (loaded.setdefault(node.id) if isinstance(node.ctx, ast.Load) else bound.add(node.id))
+            if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
+                loaded.setdefault(node.id)
+            elif isinstance(node, ast.Name):
+                bound.add(node.id)
             elif isinstance(node, (ast.Import, ast.ImportFrom)):
                 bound.update((a.asname or a.name).split(".")[0] for a in node.names)
             elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
