@@ -116,6 +116,11 @@ def test_every_turn_opens_with_its_given_line(train_set):
             if not m["content"].startswith("A check of your answer failed."):  # a rollback: same question
                 question = m["content"]
             first = p.messages[i + 1]["reasoning_content"]
+            said = re.match(re.escape(C.RETRY_SAYS).replace(r"\{number\}", r"\S+?") + " ", first)
+            if said:  # after a `used` rollback: the number the message names, then the Given line
+                number = C._LITERAL_RE.findall(said.group())[0]
+                assert f" {number} from the question" in m["content"], (m, first)
+                first = first[said.end():]
             bare = C.given_line(question)
             if not bare:
                 assert not first.startswith("Given:"), (m, first)

@@ -1741,7 +1741,7 @@ def _followup(rng: random.Random, recipe: Recipe, split: str) -> tuple[str, dict
 def make_problem(seed: int | str, split: str = "train", family: str | None = None,
                  variant: str | None = None) -> Problem:
     """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
-    plain 48 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 10 % (DataFrame questions: wrong
+    plain 46 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 12 % (DataFrame questions: wrong
     column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the
     question's word, so about half of those become plain). A variant that a recipe cannot support is retried
     with a new recipe of the same family, so the family and variant mix stays as drawn."""
@@ -1750,7 +1750,7 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
     rng = random.Random(f"k2nano:{seed}:{split}:{family}:{variant}")
     fam = family or rng.choice(FAMILIES)
     # DataFrame questions have no number to change in a follow-up; they get wrong-column traces instead.
-    weights = [48, 12, 10, 0, 20, 10] if fam == "data" else [48, 12, 10, 12, 0, 10]
+    weights = [46, 12, 10, 0, 20, 12] if fam == "data" else [46, 12, 10, 12, 0, 12]
     var = variant or rng.choices(["plain", "typo", "miscopy", "followup", "wrong_column", "rollback"],
                                  weights)[0]
     for attempt in range(60):
@@ -1813,6 +1813,8 @@ _ROLLBACK_REASONS = [
 # agent's own checks on these traces and compares the words).
 USED_CHECK = "question numbers used"
 SELF_VERIFY_CHECK = "model's own verification"
+# How the retry after a `used` rollback opens, before its Given line.
+RETRY_SAYS = "The question says {number}."
 
 
 def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: random.Random) -> str:
@@ -1828,8 +1830,11 @@ def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: ran
       from the question and disagrees; the loop cuts at the check, so the context is the first call,
       its output and the message naming the check's result.
 
-    The first attempt is context (no loss), shown with its reasoning as the engine shows it. Returns
-    the output of the second attempt."""
+    After a `used` rollback the retry opens by copying the number the message names ("The question
+    says 37.94."), right after the message, so the Given line that follows has it close by: without
+    that line the session-8 model rewrote `cost 37` after the message. The first attempt is context
+    (no loss), shown with its reasoning as the engine shows it. Returns the output of the second
+    attempt."""
     kind = rng.choices(["user", "used", "self_verify"], [45, 35, 20])[0]
     unit = _fmt(recipe.unit, recipe.slots)
     if kind == "used":
@@ -1850,6 +1855,9 @@ def _rollback_turns(conv: _Conversation, recipe: Recipe, question: str, rng: ran
         reason = f"{name}: " + evidence.format(out=first, unit=unit, q=_fmt(recipe.question, recipe.slots))
     conv.messages.append({"role": "user", "content": ROLLBACK_MESSAGE.format(reason=reason)})
     conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
+    if kind == "used":
+        # the retry first copies the number the message names, right after it, then the Given line
+        conv.given = f"{RETRY_SAYS.format(number=recipe.slots[literal])} {conv.given}"
     out = _run_turn(conv, recipe, recipe.slots, "plain", rng)
     if kind == "used" and _agrees(out, first):
         raise CurriculumError("the mis-copied number did not change the result")
