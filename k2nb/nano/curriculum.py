@@ -248,7 +248,8 @@ _COMPOSED: dict[str, tuple[list[list[str]], list[str]]] = {
          ["{name} spends {b} and {c}", "two costs are {b} and {c} dollars",
           "{b} dollars go to food and {c} dollars to rent", "the bills are {b} and {c}",
           "{name} pays {b} dollars, then {c} dollars", "purchases of {b} and {c} dollars are made",
-          "a ticket costs {b} and a meal costs {c}"]],
+          "a ticket costs {b} and a meal costs {c}", "{name} buys a {b} dollar ticket and a {c} dollar meal",
+          "a {b} dollar bill and a {c} dollar bill are paid"]],
         ["How much is left?", "What remains?", "How many dollars are left?", "What is the balance now?",
          "How much money stays?", "Find what is left over."],
     ),
@@ -274,7 +275,8 @@ _COMPOSED: dict[str, tuple[list[list[str]], list[str]]] = {
         [["a {item} costs {x} dollars", "the list price is {x} dollars", "the normal price is {x} dollars",
           "{name} picks a {item} priced at {x} dollars", "the tag says {x} dollars"],
          ["it is {p}% off", "there is a {p}% discount", "the store takes {p}% off",
-          "a coupon gives {p}% off", "the sale cuts {p}%"]],
+          "a coupon gives {p}% off", "the sale cuts {p}%", "the shop sells it at {p}% off",
+          "{p}% is taken off"]],
         ["What is the sale price?", "How much do you pay?", "What is the new price?",
          "What does it cost after the discount?", "Find the final price."],
     ),
@@ -1097,9 +1099,12 @@ _STRINGS = {
          "Rearrange {xs} so that each number is no larger than the next.",
          "What does {xs} look like after sorting it low to high?",
          "Arrange {xs} in increasing order."],
-        "Use sorted.", "print(sorted({xs}))",
-        "Check: the result is ordered and has the same items.",
-        "r = {out}\nprint(all(a <= b for a, b in zip(r, r[1:])) and sorted(r) == sorted({xs}))",
+        # The check tests the result the first call kept in the namespace, not a copy of its output:
+        # copied back from the output, a list of six numbers came out garbled ("r = [8, 27, …]" for
+        # "[21, 27, …]"), printed False, and the model re-checked with the same copy until its calls broke.
+        "Use sorted and keep the result in r.", "r = sorted({xs})\nprint(r)",
+        "Check: r is ordered and has the same items.",
+        "print(all(a <= b for a, b in zip(r, r[1:])) and sorted(r) == sorted({xs}))",
     ),
     "words": (
         ["How many words are in '{s}'?", "Count the words in the sentence '{s}'.",
