@@ -243,6 +243,7 @@ def test_failed_grounding_rolls_back_and_the_retry_is_a_branch() -> None:
     a1, a2 = t.find("attempt")
     assert a1.status == "rolled_back" and a2.status == "done"
     assert a2.data["after"] == t.find("observation")[0].id and "5 does not appear" in a2.data["reason"]
+    assert a2.data["temperature"] == 0.7  # a greedy path samples its retries
     feedback = sb.prompts[2].split("<|im_user|>user<|im_middle|>")[-1]
     assert feedback.startswith(
         "A check of your answer failed. answer grounded in tool results: 5 does not appear"
@@ -254,6 +255,28 @@ def test_failed_grounding_rolls_back_and_the_retry_is_a_branch() -> None:
         "## Answer\n\nThe mean is 5.",
         "## Answer\n\nThe mean is 4.0.",
     ]
+
+
+class _Temperatures(ScriptedBackend):
+    """The ScriptedBackend, noting the temperature each generation was asked for."""
+
+    seen: list[float] = []
+
+    def stream(self, prompt, options, cancel=None):  # type: ignore[no-untyped-def]
+        self.seen.append(options.temperature)
+        return super().stream(prompt, options, cancel)
+
+
+@pytest.mark.parametrize("retry, expected", [(0.7, [0.0, 0.0, 0.7]), (None, [0.0, 0.0, 0.0])])
+def test_retries_after_a_rollback_sample_unless_told_not_to(
+    retry: float | None, expected: list[float]
+) -> None:
+    sb = _Temperatures([Turn("Compute.", [py("sum([1, 2, 3, 10]) / 4")]), Turn("", answer="The mean is 5."),
+                        Turn("Read it again.", answer="The mean is 4.0.")])
+    sb.seen = []
+    r = think(MEAN, backend=sb, retry_temperature=retry)
+    assert r.answer == "The mean is 4.0." and sb.seen == expected
+    assert r.trajectory.find("attempt")[1].data["temperature"] == expected[-1]
 
 
 def test_failed_self_verification_rolls_back_to_before_the_check() -> None:

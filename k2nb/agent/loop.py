@@ -98,6 +98,9 @@ class ThinkOptions:
     seed: int | None = 0
     paths: int = 1
     max_rollbacks: int = 2
+    # Temperature of the attempts after a rollback, when the path's own is lower (a greedy path). A
+    # greedy retry reads nearly the context that failed and tends to write the same mistake again.
+    retry_temperature: float | None = 0.7
     checks: Sequence[UserCheck] = ()
     builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "self_verify")
     rollback_on: tuple[str, ...] = ("grounded", "used", "self_verify", "user")
@@ -576,9 +579,12 @@ class _PathRun:
             )
             self.t.finish(attempt, "rolled_back", failed_checks=[c.id for c in failed])
             n += 1
+            if self.opts.retry_temperature is not None:
+                self.temperature = max(self.temperature, self.opts.retry_temperature)
             after = self.records[-1][1].observation_node if self.records else None
             attempt = self.t.add(
-                "attempt", self.path_node, data={"index": n, "after": after, "reason": reason}
+                "attempt", self.path_node,
+                data={"index": n, "after": after, "reason": reason, "temperature": self.temperature},
             )
 
 
