@@ -600,6 +600,11 @@ _PERCENT = {
             "How much is {x} dollars after a {p}% reduction?",
             "A {p}% discount applies to a {item} priced at {x} dollars. How many dollars is the new price?",
             "On Black Friday, {name} sees a {item} reduced by {p}% from {x} dollars. What does it sell for?",
+            # "off" right before the price: the number after "off" is the price, the one before the
+            # "%" is the discount (the session-8 model read "takes 15% off a 578 ..." as "off 57").
+            "Take {p}% off {x} dollars. What is the new price?",
+            "The shop knocks {p}% off the {x} dollars that a {item} costs. What does it cost now?",
+            "{name} gets {p}% off {x} dollars of {item}s. How much does {name} pay?",
             "A shop takes {p}% off a {x} dollar {item}. What is the final price?",
             "What do you pay for a {x} dollar {item} at {p}% off?",
         ],
