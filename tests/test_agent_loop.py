@@ -243,7 +243,7 @@ def test_failed_grounding_rolls_back_and_the_retry_is_a_branch() -> None:
     a1, a2 = t.find("attempt")
     assert a1.status == "rolled_back" and a2.status == "done"
     assert a2.data["after"] == t.find("observation")[0].id and "5 does not appear" in a2.data["reason"]
-    assert a2.data["temperature"] == 0.7  # a greedy path samples its retries
+    assert a2.data["temperature"] == 0.0  # a greedy path retries greedily unless retry_temperature is set
     feedback = sb.prompts[2].split("<|im_user|>user<|im_middle|>")[-1]
     assert feedback.startswith(
         "A check of your answer failed. answer grounded in tool results: 5 does not appear"
@@ -268,7 +268,7 @@ class _Temperatures(ScriptedBackend):
 
 
 @pytest.mark.parametrize("retry, expected", [(0.7, [0.0, 0.0, 0.7]), (None, [0.0, 0.0, 0.0])])
-def test_retries_after_a_rollback_sample_unless_told_not_to(
+def test_retries_after_a_rollback_sample_when_told_to(
     retry: float | None, expected: list[float]
 ) -> None:
     sb = _Temperatures([Turn("Compute.", [py("sum([1, 2, 3, 10]) / 4")]), Turn("", answer="The mean is 5."),

@@ -98,9 +98,10 @@ class ThinkOptions:
     seed: int | None = 0
     paths: int = 1
     max_rollbacks: int = 2
-    # Temperature of the attempts after a rollback, when the path's own is lower (a greedy path). A
-    # greedy retry reads nearly the context that failed and tends to write the same mistake again.
-    retry_temperature: float | None = 0.7
+    # Temperature of the attempts after a rollback, when the path's own is lower (a greedy path);
+    # None keeps the path's. Off by default: on k2-nano, 0.7 changed no answer on 27 + 81 held-out
+    # problems and lost one on another 81 (docs/k2-nano.md, session 9).
+    retry_temperature: float | None = None
     checks: Sequence[UserCheck] = ()
     builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "self_verify")
     rollback_on: tuple[str, ...] = ("grounded", "used", "self_verify", "user")
