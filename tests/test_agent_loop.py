@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import Any
 
 import nbformat
@@ -257,10 +258,11 @@ def test_failed_grounding_rolls_back_and_the_retry_is_a_branch() -> None:
     ]
 
 
+@dataclass
 class _Temperatures(ScriptedBackend):
     """The ScriptedBackend, noting the temperature each generation was asked for."""
 
-    seen: list[float] = []
+    seen: list[float] = field(default_factory=list)
 
     def stream(self, prompt, options, cancel=None):  # type: ignore[no-untyped-def]
         self.seen.append(options.temperature)
@@ -273,7 +275,6 @@ def test_retries_after_a_rollback_sample_when_told_to(
 ) -> None:
     sb = _Temperatures([Turn("Compute.", [py("sum([1, 2, 3, 10]) / 4")]), Turn("", answer="The mean is 5."),
                         Turn("Read it again.", answer="The mean is 4.0.")])
-    sb.seen = []
     r = think(MEAN, backend=sb, retry_temperature=retry)
     assert r.answer == "The mean is 4.0." and sb.seen == expected
     assert r.trajectory.find("attempt")[1].data["temperature"] == expected[-1]
