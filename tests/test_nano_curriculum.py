@@ -330,6 +330,18 @@ def test_some_miscopy_traces_carry_the_wrong_number_in_the_plan_and_the_check_ca
     assert 0 < wrong_plans < len(probs)
 
 
+def test_training_declares_the_python_tool_as_the_agent_sends_it():
+    """Half of the traces carry the declaration that the eval, the examples and %%k2think send; a
+    one-character difference (a kept docstring line break) meant no trace had it before session 10."""
+    from k2nb.agent import LocalExecutor
+
+    sent = LocalExecutor(python=True, namespace={}).tool_schemas()
+    assert [C.AGENT_PYTHON_TOOL] == sent
+    assert sent in C.TOOL_SETS
+    tools = Counter(json.dumps(C.make_problem(i).tools) for i in range(200))
+    assert tools[json.dumps(sent)] > 60
+
+
 def test_rollback_traces_answer_the_question_again_after_the_loops_message():
     from k2nb.agent.loop import ROLLBACK_MESSAGE
     from k2nb.nano.data import training_pieces

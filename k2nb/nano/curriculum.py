@@ -49,14 +49,17 @@ PYTHON_TOOL: dict[str, Any] = {
         },
     },
 }
-# The same tool as k2nb.agent's PythonTool declares it (its docstring). Training alternates between the
-# two declarations so that the model does not depend on the exact wording of the tool description.
+# The same tool exactly as k2nb.agent's PythonTool declares it (its docstring, wrapped lines joined), which
+# is what the eval, the examples and %%k2think send; a test checks the two are equal. Until session 10
+# this copy kept the docstring's line break ("return\nits"), so no training trace had the declaration
+# the model is run with. Training alternates between the two declarations so that the model does not
+# depend on the exact wording of the tool description.
 AGENT_PYTHON_TOOL: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "python",
         "description": "Run Python code in a persistent namespace (variables survive between calls) and "
-                       "return\nits printed output, the value of the last expression and any error.",
+                       "return its printed output, the value of the last expression and any error.",
         "parameters": {
             "type": "object",
             "properties": {"code": {"type": "string", "description": "Python source to execute; the value "
