@@ -245,3 +245,24 @@ def test_expert_summary_counts_every_selection():
     s = tally.summary(top=1)
     assert s["classes"]["digit"]["layers"][0]["top"] == [{"expert": 0, "share": 0.75, "lift": 2.0}]
     assert s["load_balance"] == [{"layer": 1, "max_over_mean": 1.5, "unused_experts": 1}]
+
+
+def test_extra_tool_is_declared_beside_python_except_without_tools():
+    from k2nb.agent import tool
+
+    p = curriculum.heldout_problems(1)[0]
+    extra = [tool(E.lookup_price)]
+    with_tools = ScriptedBackend([call("print(1)"), answer("x")])
+    E.run_problem(p, with_tools, extra_tools=extra)
+    assert "lookup_price" in with_tools.prompts[0] and '"python"' in with_tools.prompts[0]
+    without = ScriptedBackend([answer("x")])
+    E.run_problem(p, without, condition="no_tools", extra_tools=extra)
+    assert "lookup_price" not in without.prompts[0]
+    ap = argparse.ArgumentParser()
+    E.register(ap.add_subparsers(dest="command"))
+    assert ap.parse_args(["eval", "--extra-tool"]).extra_tool and not ap.parse_args(["eval"]).extra_tool
+    report = E.evaluate([p], lambda i, q, c: ScriptedBackend([call("print(1)"), answer("x")]),
+                        conditions=["tools"], progress=False, extra_tools=extra)
+    assert report["settings"]["extra_tools"] == ["lookup_price"]
+    text = E.format_report(json.loads(json.dumps(report, default=str)))
+    assert "tool lookup_price declared beside python" in text

@@ -373,16 +373,18 @@ BackendFactory = Callable[[int, curriculum.Problem, str], "Backend"]
 
 def run_problem(problem: curriculum.Problem, backend: Backend, *, condition: str = "tools", paths: int = 1,
                 temperature: float | None = None, seed: int = 0, inject: str = "nameerror",
-                budgets: Budgets | None = None) -> ThinkResult:
+                budgets: Budgets | None = None, extra_tools: Sequence[Any] = ()) -> ThinkResult:
     """One problem under one condition through ``run_turn``: setup code first, then the question with
-    the problem's earlier messages (system prompt) as history."""
+    the problem's earlier messages (system prompt) as history. ``extra_tools`` are declared beside
+    ``python`` (as a user's own tools would be) in the conditions that have tools."""
     from k2nb.agent import LocalExecutor, ThinkOptions, run_turn
     from k2nb.agent.trajectory import Trajectory
 
     namespace: dict[str, Any] = {"__name__": "__main__"}
     if problem.setup:
         exec(problem.setup, namespace)
-    executor: Any = LocalExecutor(python=condition != "no_tools", namespace=namespace)
+    tools = list(extra_tools) if condition != "no_tools" else []
+    executor: Any = LocalExecutor(tools, python=condition != "no_tools", namespace=namespace)
     if condition == "injected":
         executor = FailFirstCall(executor, inject)
     *history, question = problem.prompt_messages
@@ -452,7 +454,7 @@ def evaluate(problems: Sequence[curriculum.Problem], backend_for: BackendFactory
              paths: Sequence[int] = DEFAULT_PATHS, seed: int = 0, inject: str = "nameerror",
              conditions: Sequence[str] = CONDITIONS, n_experts: int = 0, moe_layers: Sequence[int] = (),
              budgets: Budgets | None = None, progress: bool = True, model: str = "",
-             split: str = "heldout") -> dict[str, Any]:
+             split: str = "heldout", extra_tools: Sequence[Any] = ()) -> dict[str, Any]:
     """Run every problem under every condition and return the report (see `summarise`).
     ``backend_for(i, problem, condition)`` gives a fresh Backend (a fresh engine session) per run."""
     from tqdm.auto import tqdm
@@ -472,7 +474,8 @@ def evaluate(problems: Sequence[curriculum.Problem], backend_for: BackendFactory
             t0 = time.monotonic()
             result = run_problem(p, backend, condition=condition, paths=max(ks) if multi else 1,
                                  temperature=SCALING_TEMPERATURE if multi else 0.0,
-                                 seed=seed * 100_003 + i, inject=inject, budgets=budgets)
+                                 seed=seed * 100_003 + i, inject=inject, budgets=budgets,
+                                 extra_tools=extra_tools)
             dt = time.monotonic() - t0
             walls[condition] += dt
             records.append(record_of(i, p, condition, result, dt, ks if multi else ()))
@@ -483,7 +486,7 @@ def evaluate(problems: Sequence[curriculum.Problem], backend_for: BackendFactory
             bar.update(1)
     bar.close()
     settings = {"model": model, "split": split, "limit": len(problems), "paths": ks, "seed": seed,
-                "inject": inject,
+                "inject": inject, "extra_tools": [t.name for t in extra_tools],
                 "scaling_temperature": SCALING_TEMPERATURE, "greedy_temperature": 0.0,
                 "tolerance": TOLERANCE, "budgets": asdict(budgets or eval_budgets()),
                 "wall_s_budget_per_path": (budgets or eval_budgets()).wall_s}
@@ -646,7 +649,8 @@ def format_report(report: dict[str, Any]) -> str:
     rec, tc, s = report["recovery"], report["tool_calls"], report["scaling"]
     lines = [
         f"k2nb eval: {report['n_problems']} {split_words(report)} problems, "
-        f"model {report['settings']['model']}",
+        f"model {report['settings']['model']}"
+        + "".join(f", tool {n} declared beside python" for n in report["settings"].get("extra_tools", [])),
         f"  accuracy (greedy, python tool)   {pct(report['accuracy'])}   "
         f"[{report['definitions']['correct']}]",
         f"  valid tool calls                 {pct(report['valid_tool_call_rate'])}   "
@@ -716,10 +720,19 @@ def parse_paths(text: str) -> list[int]:
     return ks
 
 
+def lookup_price(item: str) -> float:
+    """Look up the list price of an item in the shop's catalogue.
+
+    Args:
+        item: the item's name.
+    """
+    return 9.99
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
-    from k2nb.agent import EngineBackend
+    from k2nb.agent import EngineBackend, tool
     from k2nb.engine import load_model
 
     path = _model_path(args.model)
@@ -731,7 +744,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     report = evaluate(problems, lambda i, p, c: EngineBackend(model), paths=args.paths, seed=args.seed,
                       inject=args.inject, conditions=conditions, n_experts=model.config.n_routed_experts,
                       moe_layers=list(model.config.moe_layer_ids), progress=not args.no_progress,
-                      model=str(path), split=args.split)
+                      model=str(path), split=args.split,
+                      extra_tools=[tool(lookup_price)] if args.extra_tool else [])
     write_report(report, Path(args.out))
     print(json.dumps(report, indent=2, default=str) if args.json else format_report(report))
     return 0
@@ -761,6 +775,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--inject", choices=("nameerror", "transient"), default="nameerror",
                    help="how the first python call of the recovery runs fails (default nameerror)")
     p.add_argument("--no-scaling", action="store_true", help="skip the sampled multi-path runs")
+    p.add_argument("--extra-tool", action="store_true",
+                   help="declare a second tool beside python (lookup_price, which no problem needs), as a "
+                        "user's own tool would be: how much the model depends on the exact declarations")
     p.add_argument("--split", choices=("heldout", "train"), default="heldout",
                    help="heldout (default): unseen phrasings and numbers; train: the training phrasings with "
                         "fresh numbers, to measure how much of the held-out gap is new wording")
