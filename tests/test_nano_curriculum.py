@@ -339,50 +339,7 @@ def test_training_declares_the_python_tool_as_the_agent_sends_it():
     assert [C.AGENT_PYTHON_TOOL] == sent
     assert sent in C.TOOL_SETS
     tools = Counter(json.dumps(C.make_problem(i).tools) for i in range(200))
-    assert tools[json.dumps(sent)] > 40
-
-
-def test_user_tools_of_the_traces_are_declared_as_the_agent_declares_them():
-    from k2nb.agent import LocalExecutor, tool
-
-    def search_docs(query: str) -> str:
-        """Search the project documentation and return the best matching passages.
-
-        Args:
-            query: what to look for.
-        """
-
-    def get_weather(city: str) -> str:
-        """Current weather for a city.
-
-        Args:
-            city: the city's name.
-        """
-
-    def send_email(to: str, subject: str, body: str) -> str:
-        """Send an email from the user's account.
-
-        Args:
-            to: the recipient's address.
-            subject: the subject line.
-            body: the message text.
-        """
-
-    def read_file(path: str) -> str:
-        """Read a text file from the working directory and return its contents.
-
-        Args:
-            path: the file's path.
-        """
-
-    for fn, declared in zip([search_docs, get_weather, send_email, read_file], C.USER_TOOLS, strict=True):
-        assert LocalExecutor([tool(fn)], python=True, namespace={}).tool_schemas() in C.TOOL_SETS
-        assert tool(fn).schema == declared
-    drawn = Counter(len(C.make_problem(i).tools) for i in range(200))
-    assert drawn[2] > 60 and drawn[1] > 60  # about half the traces declare a user tool
-    for i in range(40):  # the model never calls them: every traced call is python
-        p = C.make_problem(i)
-        assert all(tc["function"]["name"] == "python" for m in p.messages for tc in m.get("tool_calls") or [])
+    assert tools[json.dumps(sent)] > 60
 
 
 def test_rollback_traces_answer_the_question_again_after_the_loops_message():

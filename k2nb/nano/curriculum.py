@@ -68,47 +68,8 @@ AGENT_PYTHON_TOOL: dict[str, Any] = {
         },
     },
 }
-
-
-def _declared(name: str, summary: str, params: dict[str, tuple[str, str]]) -> dict[str, Any]:
-    """A tool declaration as k2nb.agent's ``@tool`` writes one for a function with these typed,
-    documented parameters (a test compares them)."""
-    return {
-        "type": "function",
-        "function": {
-            "name": name,
-            "description": summary,
-            "parameters": {
-                "type": "object",
-                "properties": {k: {"type": t, "description": d} for k, (t, d) in params.items()},
-                "required": list(params),
-            },
-        },
-    }
-
-
-# Tools a user might declare beside `python` (none of the problems needs them, and no trace calls
-# them). Since session 10 a share of the traces declares one of them, so that a user's own tools do not
-# change the prompt into one the model has never seen (`k2nb eval --extra-tool` measures that with a
-# tool that is not among these).
-USER_TOOLS: list[dict[str, Any]] = [
-    _declared("search_docs", "Search the project documentation and return the best matching passages.",
-              {"query": ("string", "what to look for.")}),
-    _declared("get_weather", "Current weather for a city.", {"city": ("string", "the city's name.")}),
-    _declared("send_email", "Send an email from the user's account.",
-              {"to": ("string", "the recipient's address."), "subject": ("string", "the subject line."),
-               "body": ("string", "the message text.")}),
-    _declared("read_file", "Read a text file from the working directory and return its contents.",
-              {"path": ("string", "the file's path.")}),
-]
 TOOLS: list[dict[str, Any]] = [PYTHON_TOOL]
-# The declarations a trace carries, drawn uniformly from this list: python alone as the agent declares
-# it (3 in 8), in the other wording (1 in 8), or the agent's python followed by one user tool (4 in 8;
-# the agent declares python first). One user tool, not more: a declaration costs 45-95 tokens of the
-# 768 a row holds, and two pushed 8 % of the traces out of a row (one: 0.5 %).
-TOOL_SETS: list[list[dict[str, Any]]] = [
-    [PYTHON_TOOL], *([AGENT_PYTHON_TOOL] for _ in range(3)), *([AGENT_PYTHON_TOOL, t] for t in USER_TOOLS),
-]
+TOOL_SETS: list[list[dict[str, Any]]] = [[PYTHON_TOOL], [AGENT_PYTHON_TOOL]]
 
 # A share of conversations carries one of these; the rest get the template's default system prompt.
 SYSTEM_PROMPTS = [
