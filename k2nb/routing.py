@@ -259,6 +259,30 @@ class RoutingBuffer:
     def __len__(self) -> int:
         return self.n
 
+    @classmethod
+    def of(cls, record: Routing) -> RoutingBuffer:
+        """A buffer holding `record`'s tokens (to grow it further)."""
+        buf = cls(record.n_layers, record.top_k, record.moe_layer_ids, record.n_experts)
+        buf.extend(record.positions, record.tokens, record.experts, record.weights)
+        buf.n_prompt = record.n_prompt
+        return buf
+
+    @property
+    def positions(self) -> np.ndarray:  # [T]
+        return self._arrays["positions"][: self.n]
+
+    @property
+    def tokens(self) -> np.ndarray:  # [T]
+        return self._arrays["tokens"][: self.n]
+
+    @property
+    def experts(self) -> np.ndarray:  # [T, L, K]
+        return self._arrays["experts"][: self.n]
+
+    @property
+    def weights(self) -> np.ndarray:  # [T, L, K]
+        return self._arrays["weights"][: self.n]
+
     def view(self) -> Routing:
         """The tokens so far as a `Routing` (arrays are views: valid until the next append)."""
         a, n = self._arrays, self.n

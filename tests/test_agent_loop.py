@@ -12,11 +12,20 @@ from typing import Any
 import nbformat
 import pytest
 
-from k2nb.agent import LocalExecutor, Trajectory, TrajectoryEvent, tool
+from k2nb.agent import (
+    Budgets,
+    Conversation,
+    LocalExecutor,
+    ThinkOptions,
+    Trajectory,
+    TrajectoryEvent,
+    run_turn,
+    think,
+    tool,
+)
 from k2nb.agent.checks import Verdict, normalise_answer, numbers_in
-from k2nb.agent.loop import Budgets, Conversation, ThinkOptions, run_turn, think
-from k2nb.agent.scripted import ScriptedBackend, Turn
-from k2nb.engine.chat import IM_END, THINK_BEGIN, THINK_END
+from k2nb.backends.scripted import ScriptedBackend, Turn
+from k2nb.formats.k2 import IM_END, THINK_BEGIN, THINK_END
 
 MEAN = "What is the mean of 1, 2, 3 and 10?"
 
@@ -179,7 +188,7 @@ def test_thinking_budget_per_step_forces_the_answer_with_the_partial_reasoning()
 
 def test_total_thinking_budget_counts_across_steps() -> None:
     def model(prompt: Any) -> Turn:  # thinks 10 tokens a step until it is made to answer
-        return Turn(answer="Stopped.") if prompt.prefix else Turn("abcd" * 8, [py("1")])
+        return Turn(answer="Stopped.") if prompt.forced_reasoning is not None else Turn("abcd" * 8, [py("1")])
 
     sb = ScriptedBackend([model] * 10, chunk_chars=4)
     r = think("q", backend=sb, think_tokens=25, think_tokens_per_step=None)
@@ -207,7 +216,7 @@ def test_wall_time_budget() -> None:
     def model(prompt: Any) -> Turn:
         return (
             Turn(answer="Out of time.")
-            if prompt.prefix
+            if prompt.forced_reasoning is not None
             else Turn("Slow tool.", [py("import time\ntime.sleep(0.3)")])
         )
 
@@ -570,7 +579,7 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
 
 def test_end_to_end_through_the_engine(tiny_model: Any) -> None:
-    from k2nb.agent.backend import EngineBackend
+    from k2nb.backends.engine import EngineBackend
 
     backend = EngineBackend(tiny_model)
     events: list[str] = []
@@ -598,10 +607,10 @@ def test_end_to_end_through_the_engine(tiny_model: Any) -> None:
 
 
 def test_incremental_prompt_always_equals_a_full_render() -> None:
-    from k2nb.agent.backend import IncrementalPrompt
-    from k2nb.engine.chat import render_text
+    from k2nb.backends.formatted import IncrementalPrompt
+    from k2nb.formats.k2 import K2_FORMAT, render_text
 
-    inc: IncrementalPrompt[str] = IncrementalPrompt(lambda pieces: [text for text, _ in pieces])
+    inc: IncrementalPrompt[str] = IncrementalPrompt(K2_FORMAT, lambda pieces: [text for text, _ in pieces])
     tools = [{"type": "function", "function": {"name": "python", "parameters": {}}}]
 
     def call(i: int) -> dict[str, Any]:

@@ -12,7 +12,8 @@ import nbformat
 import numpy as np
 import pytest
 
-from k2nb.agent import LocalExecutor, NodeRouting, ToolCallRequest, Trajectory, TrajectoryEvent, tool
+from k2nb.agent import LocalExecutor, ToolCallRequest, Trajectory, TrajectoryEvent, tool
+from k2nb.routing import RoutingBuffer
 
 
 @tool
@@ -111,11 +112,11 @@ def test_token_spans_and_routing_arrays() -> None:
 
 
 def test_routing_grows_and_rejects_wrong_shapes() -> None:
-    r = NodeRouting(n_layers=2, top_k=2, capacity=1)
+    r = RoutingBuffer(n_layers=2, top_k=2)
     for i in range(100):
         r.append(i, i, [[i, i + 1], [i + 2, i + 3]], [[0.5, 0.5], [0.25, 0.75]])
     assert len(r) == 100 and r.experts[99].tolist() == [[99, 100], [101, 102]]
-    with pytest.raises(ValueError, match=r"expected \(2, 2\) \(n_moe_layers, top_k\)"):
+    with pytest.raises(ValueError, match=r"expected \[T, 2, 2\] \(tokens, moe_layers, top_k\)"):
         r.append(100, 0, [[1, 2, 3]], [[1.0, 1.0, 1.0]])
 
 

@@ -12,24 +12,28 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from k2nb.engine.chat import (
+from k2nb.engine.tokenizer import Tokenizer, load_tokenizer
+from k2nb.events import (
+    AnswerDelta,
+    End,
+    ParseError,
+    ThinkingDelta,
+    ThinkingEnd,
+    ToolCallArgsDelta,
+    ToolCallDone,
+    ToolCallStart,
+    message_from_events,
+)
+from k2nb.formats.k2 import (
     DEFAULT_SYSTEM_PROMPT,
     GENERATION_PROMPT_PIECES,
     IM_END,
     PARSER_MARKERS,
     SPECIAL_MARKERS,
-    AnswerDelta,
     ChatStreamParser,
-    End,
-    ParseError,
-    ThinkingDelta,
-    ToolCallArgsDelta,
-    ToolCallDone,
-    ToolCallStart,
     encode_conversation,
     encode_pieces,
     keeps_reasoning,
-    message_from_events,
     parse_complete,
     parse_tool_call_id,
     render_message_pieces,
@@ -38,7 +42,6 @@ from k2nb.engine.chat import (
     render_text,
     tool_call_id,
 )
-from k2nb.engine.tokenizer import Tokenizer, load_tokenizer
 
 SYS = f"<|im_system|>system<|im_middle|>{DEFAULT_SYSTEM_PROMPT}<|im_end|>"
 GEN = "<|im_assistant|>assistant<|im_middle|>"
@@ -270,10 +273,11 @@ def errors(events: list) -> list[ParseError]:
 
 
 def test_thinking_then_answer() -> None:
-    expected = [ThinkingDelta("plan"), AnswerDelta("Hello!"), End("stop")]
+    expected = [ThinkingDelta("plan"), ThinkingEnd(), AnswerDelta("Hello!"), End("stop")]
     assert merged(parse_complete("<think>plan</think>Hello!<|im_end|>")) == expected
     assert merged(parse_complete("plan</think>Hello!<|im_end|>")) == expected  # opener optional
-    assert merged(parse_complete("<think></think>Hi<|im_end|>")) == [AnswerDelta("Hi"), End("stop")]
+    empty_think = [ThinkingEnd(), AnswerDelta("Hi"), End("stop")]
+    assert merged(parse_complete("<think></think>Hi<|im_end|>")) == empty_think
 
 
 def test_tool_calls() -> None:
@@ -285,6 +289,7 @@ def test_tool_calls() -> None:
     )
     assert merged(parse_complete(out)) == [
         ThinkingDelta("need data"),
+        ThinkingEnd(),
         AnswerDelta("Let me look."),
         ToolCallStart(0, "functions.search:0", "search"),
         ToolCallArgsDelta(0, '{"q": "k2"}'),
@@ -330,7 +335,7 @@ def test_finish_without_im_end_is_length() -> None:
 
 def test_held_back_partial_marker_is_flushed_as_text() -> None:
     parser = ChatStreamParser()
-    assert parser.feed("<think>x</think>a<|im_e") == [ThinkingDelta("x"), AnswerDelta("a")]
+    assert parser.feed("<think>x</think>a<|im_e") == [ThinkingDelta("x"), ThinkingEnd(), AnswerDelta("a")]
     assert parser.finish() == [AnswerDelta("<|im_e"), End("length")]
 
 
@@ -351,8 +356,8 @@ def test_unterminated_call() -> None:
 
 def test_call_cut_by_im_end_and_missing_argument_begin() -> None:
     events = parse_complete("<|tool_calls_section_begin|><|tool_call_begin|>functions.g:2<|im_end|>")
-    assert [type(e) for e in events] == [ToolCallStart, ToolCallDone, ParseError, End]
-    assert events[1].parsed is None and "functions.g:2" in events[2].message
+    assert [type(e) for e in events] == [ThinkingEnd, ToolCallStart, ToolCallDone, ParseError, End]
+    assert events[2].parsed is None and "functions.g:2" in events[3].message
     events = parse_complete("<|tool_calls_section_begin|><|tool_call_begin|>functions.g:2<|tool_call_end|>")
     assert "has no <|tool_call_argument_begin|>" in errors(events)[0].message
 
@@ -381,7 +386,7 @@ def test_malformed_calls(call_id: str, args: str, complaint: str) -> None:
 
 def test_garbage_after_im_end_and_in_the_section() -> None:
     events = parse_complete("hi</think>ok<|im_end|>more text<|im_user|>")
-    assert events[:3] == [ThinkingDelta("hi"), AnswerDelta("ok"), End("stop")]
+    assert events[:4] == [ThinkingDelta("hi"), ThinkingEnd(), AnswerDelta("ok"), End("stop")]
     (error,) = errors(events)
     assert "after <|im_end|>" in error.message and error.raw == "more text<|im_user|>"
     events = parse_complete("<|tool_calls_section_begin|> junk \n<|tool_calls_section_end|><|im_end|>")

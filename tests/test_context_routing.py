@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from k2nb.agent import think
-from k2nb.agent.loop import collect_routing
 from k2nb.agent.trajectory import Trajectory
 from k2nb.engine import load_model
 from k2nb.magics.result import K2Result
@@ -42,9 +41,9 @@ def test_question_and_tool_results_carry_their_routing(run):
     assert e.shape[1:] == (len(model.config.moe_layer_ids), model.config.num_experts_per_tok)
     assert e.min() >= 0 and e.max() < model.config.n_routed_experts and (w > 0).all()
     assert all(len(set(row)) == len(row) for row in e.reshape(-1, e.shape[-1]).tolist())
-    # generated routing is unchanged by this: RunRouting still holds generated tokens only
+    # generated routing is unchanged by this: `routing` still holds generated tokens only
     gen = result.routing
-    ctx = collect_routing(t, result.paths[result.chosen].node, context=True)
+    ctx = result.read_routing()
     assert not set(gen.positions.tolist()) & set(ctx.positions.tolist())
 
 
@@ -64,7 +63,7 @@ def test_context_routing_round_trips_through_json(run):
 def test_heatmap_trace_has_every_position_with_channels(run):
     model, result = run
     k2 = K2Result(result.trajectory, result, model=model, tokenizer=model.tokenizer)
-    trace = k2.routing_trace()
+    trace = k2.full_routing()
     ids = np.asarray(trace.tokens)
     assert trace.start == 0
     # every position of the run is traced now: nothing is left as "·"

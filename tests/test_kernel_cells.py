@@ -143,7 +143,7 @@ def test_ask_buttons_work_while_the_cell_is_busy(kernel):
 INTERRUPTIBLE = """
 import time
 from k2nb.magics import state
-from k2nb.agent.scripted import ScriptedBackend, Turn
+from k2nb.backends.scripted import ScriptedBackend, Turn
 def slow(prompt):
     time.sleep(60)   # a long generation; the stop button lands here
     return Turn(answer="never")

@@ -157,7 +157,7 @@ def test_tool_calls_become_real_cells(server):
 
 SETUP = """%load_ext k2nb
 from k2nb.magics import state
-from k2nb.agent.scripted import ScriptedBackend, Turn
+from k2nb.backends.scripted import ScriptedBackend, Turn
 prices = [12.5, 40.0, 27.5]
 state().use_backend(ScriptedBackend([
     Turn(think="I will look at the data first.", calls=[("python", {"code": "len(prices), sum(prices)"})]),

@@ -9,7 +9,7 @@ import pytest
 from IPython.core.error import UsageError
 
 from k2nb.agent.executor import ToolCallRequest
-from k2nb.agent.scripted import ScriptedBackend, Turn
+from k2nb.backends.scripted import ScriptedBackend, Turn
 from k2nb.magics import K2Result, NotebookExecutor, state
 from k2nb.magics.approval import Approval
 from k2nb.magics.cells import InlineCells
@@ -231,7 +231,7 @@ def test_dashboard_at_the_end_and_k2route(ip, k2):
     k2.settings["dashboard"] = True
     k2.use_backend(ScriptedBackend([Turn(think="t", calls=[("python", {"code": "3"})]), Turn(answer="3")]))
     result = think(ip, "", "three").result
-    trace = result.routing_trace()
+    trace = result.full_routing()
     assert trace is not None and result.dashboard() is not None
     ip.run_line_magic("k2route", "")
     fig = ip.run_line_magic("k2route", "--static")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import io
 import json
 
-from k2nb.agent import ScriptedBackend, Turn, think
+from k2nb.agent import think
+from k2nb.backends.scripted import ScriptedBackend, Turn
 from k2nb.terminal import TerminalView, routing_summary
 
 

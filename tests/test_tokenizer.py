@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from k2nb.engine.chat import IM_END, SPECIAL_MARKERS
 from k2nb.engine.errors import TokenizerError
 from k2nb.engine.tokenizer import (
     MAX_NO_WHITESPACE_CHARS,
@@ -21,6 +20,7 @@ from k2nb.engine.tokenizer import (
     _split_long_runs,
     load_tokenizer,
 )
+from k2nb.formats.k2 import IM_END, SPECIAL_MARKERS
 
 HAN = "中".encode()  # 3 bytes: e4 b8 ad
 MERGES = [b"he", b"ll", b"hell", b"hello", b" w", b" wo", b"rl", b" wor", b" worl", b" world",

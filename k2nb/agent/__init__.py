@@ -1,41 +1,35 @@
-"""The reasoning loop and its parts: tools, executors, checks, backends, the Trajectory tree."""
+"""The reasoning loop and its parts: options, tools, executors, checks, the Trajectory tree.
 
-from k2nb.agent.backend import Backend, EngineBackend, GenerationOptions, Prompt, TokenChunk
+Turns come from a backend (`k2nb.backends`); the loop reads their events and knows no chat format.
+"""
+
 from k2nb.agent.checks import Verdict
 from k2nb.agent.executor import Executor, LocalExecutor, Observation, ToolCallRequest, ToolRegistry
-from k2nb.agent.loop import Budgets, Conversation, RunRouting, ThinkOptions, ThinkResult, run_turn, think
+from k2nb.agent.options import Budgets, ThinkOptions
 from k2nb.agent.python_tool import PythonResult, PythonTool
-from k2nb.agent.scripted import ScriptedBackend, Turn
 from k2nb.agent.tools import Tool, ToolDefinitionError, tool
-from k2nb.agent.trajectory import Check, Node, NodeRouting, Trajectory, TrajectoryEvent
+from k2nb.agent.trajectory import Check, Node, Trajectory, TrajectoryEvent
+from k2nb.agent.turn import Conversation, PathResult, ThinkResult, run_turn, think
 
 __all__ = [
-    "Backend",
     "Budgets",
     "Check",
     "Conversation",
-    "EngineBackend",
     "Executor",
-    "GenerationOptions",
     "LocalExecutor",
     "Node",
-    "NodeRouting",
     "Observation",
-    "Prompt",
+    "PathResult",
     "PythonResult",
     "PythonTool",
-    "RunRouting",
-    "ScriptedBackend",
     "ThinkOptions",
     "ThinkResult",
-    "TokenChunk",
     "Tool",
     "ToolCallRequest",
     "ToolDefinitionError",
     "ToolRegistry",
     "Trajectory",
     "TrajectoryEvent",
-    "Turn",
     "Verdict",
     "run_turn",
     "think",

@@ -9,14 +9,13 @@ Layout the loop builds (the tree accepts any parent, this is the convention view
           thinking | tool_call | verification | answer | error     steps, in order
             observation          child of the tool_call it answers
 
-Routing per node is stored as arrays — experts int32 [T, n_moe_layers, top_k], weights float32
-[T, n_moe_layers, top_k], token ids and positions [T] — and serialised as base64 of the raw bytes,
-so `from_json(to_json())` gives back the same bits.
+Routing per node is a `k2nb.routing.RoutingBuffer` (the project's one routing record, grown token
+by token) and is serialised as base64 of the raw bytes, so `from_json(to_json())` gives back the
+same bits. `Trajectory.routing(under)` gathers it into one `Routing` with each token's node.
 """
 
 from __future__ import annotations
 
-import base64
 import json
 import threading
 import time
@@ -27,6 +26,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from k2nb.routing import Routing, RoutingBuffer
+
 NodeKind = Literal[
     "root", "path", "attempt", "thinking", "tool_call", "observation", "verification", "answer", "error"
 ]
@@ -36,125 +37,6 @@ CheckStatus = Literal["pending", "passed", "failed"]
 EventType = Literal["node_added", "node_updated", "node_finished", "check_added", "check_updated"]
 
 FORMAT_VERSION = 1
-
-
-# ---------------------------------------------------------------------------------------------
-# routing of a node's tokens
-
-
-def _pack(a: np.ndarray) -> dict[str, Any]:
-    a = np.ascontiguousarray(a)
-    return {
-        "dtype": a.dtype.str,
-        "shape": list(a.shape),
-        "b64": base64.b64encode(a.tobytes()).decode("ascii"),
-    }
-
-
-def _unpack(d: dict[str, Any]) -> np.ndarray:
-    raw = base64.b64decode(d["b64"])
-    return np.frombuffer(raw, dtype=np.dtype(d["dtype"])).reshape(d["shape"]).copy()
-
-
-class NodeRouting:
-    """Expert ids and weights of each token of one node, in growable arrays (amortised O(1) append)."""
-
-    __slots__ = ("_positions", "_tokens", "_experts", "_weights", "n")
-
-    def __init__(self, n_layers: int, top_k: int, capacity: int = 16):
-        self._positions = np.zeros(capacity, dtype=np.int64)
-        self._tokens = np.zeros(capacity, dtype=np.int32)
-        self._experts = np.zeros((capacity, n_layers, top_k), dtype=np.int32)
-        self._weights = np.zeros((capacity, n_layers, top_k), dtype=np.float32)
-        self.n = 0
-
-    @property
-    def n_layers(self) -> int:
-        return self._experts.shape[1]
-
-    @property
-    def top_k(self) -> int:
-        return self._experts.shape[2]
-
-    @property
-    def positions(self) -> np.ndarray:  # [T]
-        return self._positions[: self.n]
-
-    @property
-    def tokens(self) -> np.ndarray:  # [T]
-        return self._tokens[: self.n]
-
-    @property
-    def experts(self) -> np.ndarray:  # [T, L, K]
-        return self._experts[: self.n]
-
-    @property
-    def weights(self) -> np.ndarray:  # [T, L, K]
-        return self._weights[: self.n]
-
-    def append(self, position: int, token_id: int, experts: Any, weights: Any) -> None:
-        e = np.asarray(experts)
-        w = np.asarray(weights)
-        if e.shape != self._experts.shape[1:] or w.shape != self._weights.shape[1:]:
-            raise ValueError(
-                f"routing of token at position {position} has shapes {e.shape}/{w.shape}, expected "
-                f"{self._experts.shape[1:]} (n_moe_layers, top_k)"
-            )
-        if self.n == len(self._tokens):
-            self._grow()
-        i = self.n
-        self._positions[i] = position
-        self._tokens[i] = token_id
-        self._experts[i] = e
-        self._weights[i] = w
-        self.n += 1
-
-    def extend(self, positions: Any, token_ids: Any, experts: Any, weights: Any) -> None:
-        """Append T tokens at once: positions and ids ``[T]``, experts and weights ``[T, L, K]``."""
-        e, w = np.asarray(experts), np.asarray(weights)
-        n = len(e)
-        if e.shape[1:] != self._experts.shape[1:] or w.shape != e.shape:
-            raise ValueError(
-                f"routing of {n} tokens has shapes {e.shape}/{w.shape}, expected [T, "
-                f"{self.n_layers}, {self.top_k}] (n_moe_layers, top_k)"
-            )
-        while self.n + n > len(self._tokens):
-            self._grow()
-        sl = slice(self.n, self.n + n)
-        self._positions[sl], self._tokens[sl] = positions, token_ids
-        self._experts[sl], self._weights[sl] = e, w
-        self.n += n
-
-    def _grow(self) -> None:
-        cap = max(2 * len(self._tokens), 16)
-        for name in ("_positions", "_tokens", "_experts", "_weights"):
-            old = getattr(self, name)
-            new = np.zeros((cap, *old.shape[1:]), dtype=old.dtype)
-            new[: self.n] = old[: self.n]
-            setattr(self, name, new)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "n_layers": self.n_layers,
-            "top_k": self.top_k,
-            "positions": _pack(self.positions),
-            "tokens": _pack(self.tokens),
-            "experts": _pack(self.experts),
-            "weights": _pack(self.weights),
-        }
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> NodeRouting:
-        r = cls(d["n_layers"], d["top_k"], capacity=0)
-        r._positions = _unpack(d["positions"])
-        r._tokens = _unpack(d["tokens"])
-        r._experts = _unpack(d["experts"])
-        r._weights = _unpack(d["weights"])
-        r.n = len(r._tokens)
-        return r
-
-    def __len__(self) -> int:
-        return self.n
 
 
 # ---------------------------------------------------------------------------------------------
@@ -176,10 +58,10 @@ class Node:
     started_at: float = 0.0  # time.time() seconds
     finished_at: float | None = None
     span: tuple[int, int] | None = None
-    routing: NodeRouting | None = None
+    routing: RoutingBuffer | None = None
     # Routing of the context the model *read* for this node, not generated: the prompt (root) or a
     # tool result fed back (observation). Kept apart from `routing`, which is generated tokens only.
-    context: NodeRouting | None = None
+    context: RoutingBuffer | None = None
     children: list[str] = field(default_factory=list)
 
     @property
@@ -202,8 +84,8 @@ class Node:
             "started_at": self.started_at,
             "finished_at": self.finished_at,
             "span": list(self.span) if self.span is not None else None,
-            "routing": self.routing.to_dict() if self.routing is not None else None,
-            "context": self.context.to_dict() if self.context is not None else None,
+            "routing": self.routing.view().to_dict() if self.routing is not None else None,
+            "context": self.context.view().to_dict() if self.context is not None else None,
         }
 
     @classmethod
@@ -218,10 +100,14 @@ class Node:
             started_at=d["started_at"],
             finished_at=d["finished_at"],
             span=tuple(d["span"]) if d["span"] is not None else None,  # type: ignore[arg-type]
-            routing=NodeRouting.from_dict(d["routing"]) if d["routing"] is not None else None,
-            context=NodeRouting.from_dict(d["context"]) if d.get("context") is not None else None,
+            routing=_buffer(d["routing"]),
+            context=_buffer(d.get("context")),
             children=list(d["children"]),
         )
+
+
+def _buffer(d: dict[str, Any] | None) -> RoutingBuffer | None:
+    return None if d is None else RoutingBuffer.of(Routing.from_dict(d))
 
 
 @dataclass(slots=True)
@@ -404,25 +290,39 @@ class Trajectory:
             if experts is not None:
                 if node.routing is None:
                     shape = np.shape(experts)
-                    node.routing = NodeRouting(shape[0], shape[1])
+                    node.routing = RoutingBuffer(shape[0], shape[1])
                 node.routing.append(position, token_id, experts, weights)
             node.text += text
         self._emit("node_updated", node=node, delta=text)
 
-    def add_context(
-        self, node_id: str | Node, positions: Any, token_ids: Any, experts: Any, weights: Any
-    ) -> None:
+    def add_context(self, node_id: str | Node, read: Routing) -> None:
         """Attribute the routing of context tokens the model read (not generated) to a node: the
         prompt to the root, a tool result fed back to its observation. Spans are not changed."""
-        if len(positions) == 0:
+        if len(read) == 0:
             return
         with self._lock:
             node = self.node(node_id)
             if node.context is None:
-                shape = np.shape(experts)
-                node.context = NodeRouting(shape[1], shape[2])
-            node.context.extend(positions, token_ids, experts, weights)
+                node.context = RoutingBuffer(read.n_layers, read.top_k, read.moe_layer_ids, read.n_experts)
+            node.context.extend(read.positions, read.tokens, read.experts, read.weights)
         self._emit("node_updated", node=node, delta="")
+
+    def routing(self, under: str | Node | None = None, context: bool = False) -> Routing:
+        """The routing of the tokens generated under `under` (default: the whole run), in tree order,
+        each labelled with its node; with `context`, of the prompt tokens read instead (the
+        question's, kept on the root, and the tool results fed back)."""
+        start = self.root if under is None else self.node(under)
+        nodes_in = list(self.walk(start))
+        if context and start is not self.root:
+            nodes_in.insert(0, self.root)
+        parts = []
+        for n in nodes_in:
+            buf = n.context if context else n.routing
+            if buf is not None and len(buf):
+                r = buf.view()
+                r.kinds, r.nodes = [n.kind] * len(r), [n.id] * len(r)
+                parts.append(r)
+        return Routing.concat(parts)
 
     def finish(self, node_id: str | Node, status: str = "done", **data: Any) -> Node:
         with self._lock:

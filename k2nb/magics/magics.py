@@ -139,7 +139,7 @@ class K2State:
         self.ensure_model()
         if self.backend is not None:
             return self.backend
-        from k2nb.agent.backend import EngineBackend
+        from k2nb.backends.engine import EngineBackend
 
         return EngineBackend(self.model)
 
@@ -181,7 +181,7 @@ class K2State:
     # -- conversation -----------------------------------------------------------------------------
 
     def conversation_for(self, new: bool) -> Any:
-        from k2nb.agent.loop import Conversation
+        from k2nb.agent import Conversation
 
         backend = self.make_backend()
         if new or self.conversation is None:
@@ -363,9 +363,9 @@ class K2Magics(Magics):
             raise UsageError(f"%k2route: run {args.n} does not exist (1..{len(results)})")
         result = results[(args.n or len(results)) - 1]
         if args.static:
-            from k2nb import plot
+            from k2nb.widgets import plot
 
-            trace = result.routing_trace()
+            trace = result.full_routing()
             if trace is None:
                 print("k2nb: this run has no routing (no generated tokens)")
                 return None

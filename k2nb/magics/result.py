@@ -5,9 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from k2nb.agent.trajectory import Trajectory
+from k2nb.routing import Routing
 
 
 class K2Result:
@@ -44,13 +43,11 @@ class K2Result:
         return self.trajectory.answer  # partial run: the last answer node, if any
 
     @property
-    def routing(self) -> Any:
-        """The chosen path's per-token routing (`RunRouting`: positions, tokens, experts, weights)."""
+    def routing(self) -> Routing:
+        """The routing of the tokens the chosen path generated, each labelled with its node."""
         if self.think is not None:
             return self.think.routing
-        from k2nb.agent.loop import collect_routing
-
-        return collect_routing(self.trajectory, self.trajectory.root)
+        return self.trajectory.routing()
 
     @property
     def checks(self) -> list[Any]:
@@ -83,43 +80,25 @@ class K2Result:
         nbformat.write(self.to_notebook(), str(path))
         return path
 
-    def context_routing(self) -> Any:
-        """The routing of the prompt tokens the chosen path read (`RunRouting`): the question and the
-        tool results fed back, where the backend reported it (the engine does)."""
-        from k2nb.agent.loop import collect_routing
+    def read_routing(self) -> Routing:
+        """The routing of the prompt tokens the chosen path read: the question and the tool results
+        fed back, where the backend reported it (the engine does)."""
+        under = self.think.paths[self.think.chosen].node if self.think is not None else None
+        return self.trajectory.routing(under, context=True)
 
-        under = self.think.paths[self.think.chosen].node if self.think is not None else self.trajectory.root
-        return collect_routing(self.trajectory, under, context=True)
-
-    def routing_trace(self) -> Any:
-        """The chosen path's routing as an engine `RoutingTrace` over its positions, for the heatmap:
-        the tokens it generated and the prompt tokens it read (question, tool results fed back).
-        Positions with neither (a prompt the backend did not report) carry weight 0 and token id
-        UNTRACED_TOKEN (shown as "·" in the prompt channel)."""
-        gen, ctx = self.routing, self.context_routing()
-        parts = [r for r in (ctx, gen) if len(r)]  # generated last: it wins a shared position
+    def full_routing(self) -> Routing | None:
+        """The chosen path's routing over its positions, for the heatmap and the figures: the tokens
+        it generated and the prompt tokens it read, dense (a position with neither, e.g. a prompt
+        the backend did not report, has token UNTRACED_TOKEN and weight 0). None without routing."""
+        parts = [r for r in (self.read_routing(), self.routing) if len(r)]  # generated last: it wins
         if not parts:
             return None
-        import torch
-
-        from k2nb.engine.trace import RoutingTrace
-        from k2nb.widgets.data import UNTRACED_TOKEN
-
-        positions = np.concatenate([r.positions for r in parts])
-        start, end = int(positions.min()), int(positions.max()) + 1
-        n, (n_layers, top_k) = end - start, parts[0].experts.shape[1:]
-        experts = np.zeros((n, n_layers, top_k), dtype=np.int32)
-        weights = np.zeros((n, n_layers, top_k), dtype=np.float32)
-        tokens = np.full(n, UNTRACED_TOKEN, dtype=np.int64)
-        for r in parts:
-            idx = r.positions - start
-            experts[idx], weights[idx], tokens[idx] = r.experts, r.weights, r.tokens
-        n_experts = getattr(getattr(self.model, "config", None), "n_routed_experts", None)
-        n_experts = int(n_experts or int(max(r.experts.max() for r in parts)) + 1)
-        layer_ids = list(getattr(getattr(self.model, "config", None), "moe_layer_ids", range(n_layers)))
-        trace = RoutingTrace(layer_ids[:n_layers], n_experts, int(top_k), start=start)
-        trace.append(torch.from_numpy(experts), torch.from_numpy(weights), tokens.tolist())
-        return trace
+        config = getattr(self.model, "config", None)
+        full = Routing.concat(parts).dense()
+        if config is not None:
+            full.moe_layer_ids = tuple(config.moe_layer_ids)[: full.n_layers]
+            full.n_experts = max(full.n_experts, int(config.n_routed_experts))
+        return full
 
     def show(self) -> Any:
         """The dashboard of this run (reasoning tree, checks, routing heatmap), displayed."""
@@ -135,7 +114,7 @@ class K2Result:
             from k2nb.widgets import Dashboard
         except ImportError:
             return self.summary()
-        return Dashboard(self.trajectory, self.routing_trace(), self.tokenizer, live=False)
+        return Dashboard(self.trajectory, self.full_routing(), self.tokenizer, live=False)
 
     def summary(self) -> str:
         checks = self.checks

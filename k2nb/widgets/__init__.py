@@ -1,6 +1,7 @@
 """Notebook views of a run: routing heatmap, reasoning tree, verification panel, dashboard.
 
-Imported lazily, so `k2nb.widgets.data` (numpy only) and `k2nb.plot` work without ipywidgets.
+Imported lazily, so `k2nb.widgets.data` (numpy only) and `k2nb.widgets.plot` (the static
+figures, matplotlib) work without ipywidgets.
 """
 
 from __future__ import annotations

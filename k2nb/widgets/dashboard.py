@@ -15,7 +15,7 @@ from k2nb.widgets.verification import VerificationPanel, checks_html
 
 if TYPE_CHECKING:
     from k2nb.agent.trajectory import Trajectory
-    from k2nb.engine.trace import RoutingTrace
+    from k2nb.routing import Routing
 
 
 class Dashboard(ipywidgets.VBox):
@@ -26,7 +26,7 @@ class Dashboard(ipywidgets.VBox):
     def __init__(
         self,
         trajectory: Trajectory,
-        trace: RoutingTrace | None = None,
+        trace: Routing | None = None,
         tokenizer: TokenDecoder | None = None,
         *,
         live: bool = True,
@@ -68,7 +68,7 @@ class Dashboard(ipywidgets.VBox):
 
     def to_html(self) -> str:
         """A static page of the run: the tree and heatmap as PNGs, the checks as a table."""
-        from k2nb import plot
+        from k2nb.widgets import plot
 
         def img(fig: Any, alt: str) -> str:
             b64 = base64.b64encode(plot.figure_png(fig)).decode("ascii")

@@ -1,11 +1,12 @@
-"""What the views show, computed from a `RoutingTrace` and a `Trajectory` with numpy only.
+"""What the views show, computed from a `Routing` record and a `Trajectory` with numpy only.
 
-The widgets (anywidget) and the static figures (`k2nb.plot`) read the same records from here, so a
+The widgets (anywidget) and the static figures (`k2nb.widgets.plot`) read the same records from here, so a
 token is the same colour, a node has the same span and a run has the same verdict in both. Nothing
 here imports IPython, ipywidgets or matplotlib.
 
 Coordinates: token *positions* are absolute positions in the sequence, as in `Node.span` and
-`NodeRouting.positions`; a trace's token ``i`` sits at position ``trace.start + i``.
+`Routing.positions`. The views take a dense record (`Routing.dense()`): its token ``i`` sits at
+position ``routing.start + i``.
 """
 
 from __future__ import annotations
@@ -16,9 +17,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from k2nb.routing import UNTRACED_TOKEN
+
 if TYPE_CHECKING:
     from k2nb.agent.trajectory import Node, Trajectory
-    from k2nb.engine.trace import RoutingTrace
+    from k2nb.routing import Routing
 
 # Channel of a token: which part of the conversation it belongs to. The index is what crosses to the
 # browser (one uint8 per token); colours are chosen to stay apart on light and dark themes and for
@@ -73,9 +76,8 @@ class TokenDecoder(Protocol):
 # tokens
 
 
-# Token id of positions a trace covers without knowing them (tool results and prompts fed back between
-# generated tokens): shown as "·" in the "prompt" channel, never decoded.
-UNTRACED_TOKEN = -1
+# `UNTRACED_TOKEN` (a position a record covers without knowing its token: tool results and prompts fed
+# back between generated tokens) is shown as "·" in the "prompt" channel, never decoded.
 
 
 def token_texts(token_ids: Sequence[int], tokenizer: TokenDecoder | None) -> list[str]:
@@ -205,17 +207,13 @@ def pack_routing(experts: np.ndarray, weights: np.ndarray, n_experts: int) -> Ro
     return RoutingPayload(e.tobytes(), q.tobytes(), scale, tuple(e.shape))  # type: ignore[arg-type]
 
 
-def selection_stats(trace: RoutingTrace, start: int, end: int) -> dict[str, np.ndarray]:
+def selection_stats(trace: Routing, start: int, end: int) -> dict[str, np.ndarray]:
     """Per layer × expert over tokens ``[start, end)`` of the trace (indices, not positions):
     ``load`` (tokens routed there), ``weight`` (mean routing weight per token of the selection) and
     per layer ``balance`` (max load ÷ mean load; 1 is perfectly even)."""
-    e, w = trace.numpy()
-    e, w = e[start:end], w[start:end]  # [n, L, k]
-    n, L = e.shape[0], len(trace.moe_layer_ids)
-    E = trace.n_experts
-    flat = (e.astype(np.int64) + np.arange(L)[None, :, None] * E).reshape(-1)
-    load = np.bincount(flat, minlength=L * E).reshape(L, E).astype(np.float64)
-    wsum = np.bincount(flat, weights=w.reshape(-1).astype(np.float64), minlength=L * E).reshape(L, E)
+    n = max(0, min(end, len(trace)) - max(start, 0))
+    load = trace.expert_counts(start=start, end=end).astype(np.float64)
+    wsum = trace.expert_counts(weighted=True, start=start, end=end)
     mean = load.mean(axis=1)
     balance = np.where(mean > 0, load.max(axis=1) / np.maximum(mean, 1e-12), 0.0)
     return {"load": load, "weight": wsum / max(n, 1), "balance": balance}

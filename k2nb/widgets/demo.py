@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from k2nb.agent.trajectory import Node, Trajectory
-from k2nb.engine.trace import RoutingTrace
+from k2nb.routing import Routing, RoutingBuffer
 
 QUESTION = "What is the mean of the price column in df, rounded to 2 decimals?"
 PROMPT = (
@@ -61,7 +61,7 @@ def _words(text: str) -> list[str]:
 @dataclass(slots=True)
 class SyntheticRun:
     trajectory: Trajectory
-    trace: RoutingTrace
+    trace: Routing
     tokenizer: DemoTokenizer
 
 
@@ -114,13 +114,11 @@ def synthetic_run(
     router = _Router(n_layers, n_experts, top_k, seed)
     clock = iter(np.arange(0, 10_000, 0.37))
     t = Trajectory(QUESTION, {"model": "synthetic"}, clock=lambda: float(next(clock)))
-    trace = RoutingTrace(list(range(1, n_layers + 1)), n_experts, top_k)
+    trace = RoutingBuffer(n_layers, top_k, tuple(range(1, n_layers + 1)), n_experts)
 
     prompt_ids = tok.encode(PROMPT)
     e, w = router.route(CHANNELS.index("prompt"), len(prompt_ids))
-    import torch
-
-    trace.append(torch.from_numpy(e), torch.from_numpy(w), prompt_ids, prompt=True)
+    trace.extend(np.arange(len(prompt_ids)), prompt_ids, e, w, prompt=True)
     state = {"pos": len(prompt_ids)}
 
     def emit(node: Node, text: str, record: bool = True, append_text: bool = True) -> None:
@@ -130,7 +128,7 @@ def synthetic_run(
         for i, tid in enumerate(ids):
             t.add_token(node, state["pos"] + i, tid, ex[i], wt[i], text=tok.vocab[tid] if append_text else "")
         if record:
-            trace.append(torch.from_numpy(ex), torch.from_numpy(wt), ids)
+            trace.extend(np.arange(state["pos"], state["pos"] + len(ids)), ids, ex, wt)
         state["pos"] += len(ids)
 
     def step(kind: str, parent: Node, text: str, record: bool = True, **data: object) -> Node:
@@ -190,4 +188,4 @@ def synthetic_run(
     t.meta["answer"] = ans1.text
     t.meta["chosen_path"] = path.id
     t.finish(t.root)
-    return SyntheticRun(t, trace, tok)
+    return SyntheticRun(t, trace.view(), tok)

@@ -27,13 +27,13 @@ from k2nb.widgets.data import (
 
 if TYPE_CHECKING:
     from k2nb.agent.trajectory import Node, Trajectory
-    from k2nb.engine.trace import RoutingTrace
+    from k2nb.routing import Routing
 
 _STATIC = pathlib.Path(__file__).parent / "static"
 
 
 class RoutingHeatmap(anywidget.AnyWidget):
-    """Layers × experts routing of a selected token or span of a `RoutingTrace`.
+    """Layers × experts routing of a selected token or span of a `Routing` record.
 
     ``trajectory`` (optional) colours each token by the node that produced it (thinking, tool call,
     answer, ...); ``tokenizer`` (optional, anything with ``decode([id])``) shows token text instead
@@ -72,7 +72,7 @@ class RoutingHeatmap(anywidget.AnyWidget):
 
     def __init__(
         self,
-        trace: RoutingTrace,
+        trace: Routing,
         tokenizer: TokenDecoder | None = None,
         trajectory: Trajectory | None = None,
         *,
@@ -88,19 +88,20 @@ class RoutingHeatmap(anywidget.AnyWidget):
 
     # ---- data -----------------------------------------------------------------------------------
     @property
-    def trace(self) -> RoutingTrace:
+    def trace(self) -> Routing:
         return self._trace
 
     @property
     def trajectory(self) -> Trajectory | None:
         return self._trajectory
 
-    def set_trace(self, trace: RoutingTrace, trajectory: Trajectory | None = None) -> None:
-        """Show another (or a grown) trace; the selection is kept when it still fits."""
+    def set_trace(self, trace: Routing, trajectory: Trajectory | None = None) -> None:
+        """Show another (or a grown) record; the selection is kept when it still fits."""
+        trace = trace.dense()
         self._trace = trace
         if trajectory is not None:
             self._trajectory = trajectory
-        e, w = trace.numpy()  # [T, L, k] int32, float32
+        e, w = trace.experts, trace.weights  # [T, L, k] int32, float32
         T = e.shape[0]
         payload = pack_routing(e, w, trace.n_experts)
         ids = trace.tokens
@@ -167,7 +168,7 @@ class RoutingHeatmap(anywidget.AnyWidget):
         if bundle is None or not self.static_fallback:
             return bundle
         data, meta = bundle
-        from k2nb import plot
+        from k2nb.widgets import plot
 
         a, b = self.selected_indices
         fig = plot.routing_heatmap(self._trace, token=(a, b), trajectory=self._trajectory)

@@ -92,7 +92,7 @@ class ReasoningTree(TrajectoryWidget):
         if bundle is None or not self.static_fallback:
             return bundle
         data, meta = bundle
-        from k2nb import plot
+        from k2nb.widgets import plot
 
         data["image/png"] = plot.figure_png(plot.trajectory_tree(self._trajectory))
         return data, meta

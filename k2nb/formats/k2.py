@@ -1,7 +1,9 @@
 """The Kimi K2 Thinking chat format: rendering conversations and parsing generated output.
 
-This is the only module that knows the marker strings. Everything else (the agent loop, the k2-nano
-tokenizer trainer, the views) imports them from here, so the format has one source of truth.
+This is the only module that knows the marker strings. The engine backend renders prompts and parses
+its output through `K2_FORMAT`; the k2-nano curriculum, tokenizer trainer and eval import the markers
+from here, so the format has one source of truth. The agent loop never sees a marker: it reads the
+events of `k2nb.events`.
 
 Rendering follows the semantics of ``moonshotai/Kimi-K2-Thinking``'s ``chat_template.jinja`` together
 with ``tokenization_kimi.py`` (which sorts the keys of ``tools`` recursively before rendering).
@@ -52,11 +54,23 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from k2nb.events import (
+    AnswerDelta,
+    End,
+    Event,
+    ParseError,
+    ThinkingDelta,
+    ThinkingEnd,
+    ToolCallArgsDelta,
+    ToolCallDone,
+    ToolCallStart,
+)
+from k2nb.formats.base import Piece
+
 if TYPE_CHECKING:
-    from k2nb.engine.tokenizer import Tokenizer
+    from k2nb.formats.base import TokenizerLike as Tokenizer
 
 __all__ = [
     "DEFAULT_SYSTEM_PROMPT",
@@ -77,20 +91,12 @@ __all__ = [
     "TOOL_CALL_END",
     "TOOL_CALL_SECTION_BEGIN_SINGULAR",
     "TOOL_CALL_SECTION_END_SINGULAR",
-    "AnswerDelta",
     "ChatStreamParser",
-    "End",
-    "Event",
-    "ParseError",
-    "Piece",
-    "ThinkingDelta",
-    "ToolCallArgsDelta",
-    "ToolCallDone",
-    "ToolCallStart",
+    "K2_FORMAT",
+    "K2Format",
     "encode_conversation",
     "encode_pieces",
     "keeps_reasoning",
-    "message_from_events",
     "parse_complete",
     "parse_tool_call_id",
     "render_message_pieces",
@@ -146,7 +152,6 @@ TOOL_CALL_ID_PREFIX = "functions."
 
 # --- rendering ------------------------------------------------------------------------------------
 
-Piece = tuple[str, bool]  # (text, is_special_marker)
 Message = Mapping[str, Any]
 
 GENERATION_PROMPT_PIECES: tuple[Piece, ...] = ((IM_ASSISTANT, True), ("assistant", False), (IM_MIDDLE, True))
@@ -173,7 +178,8 @@ def _split_tool_call_id(call_id: str) -> tuple[str, int | None]:
     name, sep, idx = body.rpartition(":")
     if not sep:
         return body, None
-    if not name or any(c.isspace() for c in name) or not (idx.isascii() and idx.isdigit()):
+    # 18 digits at most: an index is a call count, and int() refuses strings past 4,300 digits
+    if not name or any(c.isspace() for c in name) or not (idx.isascii() and idx.isdigit()) or len(idx) > 18:
         return name, None
     return name, int(idx)
 
@@ -370,54 +376,10 @@ def encode_conversation(
 # --- parsing --------------------------------------------------------------------------------------
 
 
-@dataclass(slots=True)
-class ThinkingDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class AnswerDelta:
-    text: str
-
-
-@dataclass(slots=True)
-class ToolCallStart:
-    index: int  # position of the call in this assistant message
-    id: str  # verbatim, e.g. "functions.search:3"
-    name: str
-
-
-@dataclass(slots=True)
-class ToolCallArgsDelta:
-    index: int
-    text: str
-
-
-@dataclass(slots=True)
-class ToolCallDone:
-    index: int
-    id: str
-    name: str
-    arguments: str  # verbatim text between <|tool_call_argument_begin|> and <|tool_call_end|>
-    parsed: dict | None  # None when the id, the JSON or the call's framing is malformed
-
-
-@dataclass(slots=True)
-class ParseError:
-    message: str  # one sentence
-    raw: str  # the offending output text
-
-
-@dataclass(slots=True)
-class End:
-    reason: str  # "stop" (<|im_end|> seen) or "length" (finish() without it)
-
-
-Event = ThinkingDelta | AnswerDelta | ToolCallStart | ToolCallArgsDelta | ToolCallDone | ParseError | End
-
 _SECTION_BEGINS = frozenset({TOOL_CALLS_SECTION_BEGIN, TOOL_CALL_SECTION_BEGIN_SINGULAR})
 _SECTION_ENDS = frozenset({TOOL_CALLS_SECTION_END, TOOL_CALL_SECTION_END_SINGULAR})
 _MARKER_RE = re.compile("|".join(re.escape(m) for m in sorted(PARSER_MARKERS, key=len, reverse=True)))
+_PARSER_MARKER_SET = frozenset(PARSER_MARKERS)
 _MARKER_PREFIXES = frozenset(m[:k] for m in PARSER_MARKERS for k in range(1, len(m)))
 _LONGEST_MARKER = max(len(m) for m in PARSER_MARKERS)
 
@@ -463,15 +425,28 @@ class ChatStreamParser:
         self._junk: list[str] = []  # text inside the tool-calls section but outside any call
         self._trailing: list[str] = []  # text after <|im_end|>
 
-    def feed(self, text_chunk: str) -> list[Event]:
-        """Events that `text_chunk` completes."""
+    def feed(self, text_chunk: str, special: bool | None = None) -> list[Event]:
+        """Events that `text_chunk` completes.
+
+        `special` is the tokenizer's word on the chunk: True when it is one special token (a marker),
+        False when it is ordinary text, which then never acts as a marker even if it spells one
+        (``print("<|im_end|>")`` inside arguments). None (text from a source that cannot tell) scans
+        the text for marker strings.
+        """
         if self._finished:
             return []
         if not isinstance(text_chunk, str):
             return [ParseError(f"feed() takes text, got {type(text_chunk).__name__}.", repr(text_chunk))]
         out: list[Event] = []
-        self._buf += text_chunk
-        self._drain(out, final=False)
+        if special is None:
+            self._buf += text_chunk
+            self._drain(out, final=False)
+            return out
+        self._drain(out, final=True)  # held-back text cannot become a marker now: flags decide
+        if special and text_chunk in _PARSER_MARKER_SET:
+            self._marker(text_chunk, out)
+        else:
+            self._text(text_chunk, out)
         return out
 
     def finish(self) -> list[Event]:
@@ -534,8 +509,11 @@ class ChatStreamParser:
             if state == _THINK and marker == THINK_BEGIN and self._at_start:
                 self._at_start = False  # the optional opener
             elif state == _THINK and marker == THINK_END:
+                out.append(ThinkingEnd())
                 self._state = _ANSWER
             elif marker in _SECTION_BEGINS:
+                if state == _THINK:
+                    out.append(ThinkingEnd())  # reasoning may end at the tool calls, without </think>
                 self._state = _SECTION
             elif marker == IM_END:
                 self._stop(out)
@@ -643,34 +621,42 @@ def parse_complete(text: str) -> list[Event]:
     return parser.feed(text) + parser.finish()
 
 
-def message_from_events(events: Iterable[Event]) -> dict[str, Any]:
-    """The assistant message a generation produced, ready to append to the conversation.
+class K2Format:
+    """The K2 Thinking chat format as the object a backend is given (see `k2nb.formats.base`)."""
 
-    Every ToolCallDone becomes a tool call with its verbatim id and arguments, malformed ones included:
-    the model did generate them, the agent answers each (with an error for malformed ones), and
-    re-rendering then reproduces the generated text, which keeps the session's cached prefix valid.
-    """
-    reasoning: list[str] = []
-    answer: list[str] = []
-    calls: list[dict[str, Any]] = []
-    for event in events:
-        if isinstance(event, ThinkingDelta):
-            reasoning.append(event.text)
-        elif isinstance(event, AnswerDelta):
-            answer.append(event.text)
-        elif isinstance(event, ToolCallDone):
-            calls.append(
-                {
-                    "id": event.id,
-                    "type": "function",
-                    "function": {"name": event.name, "arguments": event.arguments},
-                }
-            )
-    message: dict[str, Any] = {
-        "role": "assistant",
-        "content": "".join(answer),
-        "reasoning_content": "".join(reasoning),
-    }
-    if calls:
-        message["tool_calls"] = calls
-    return message
+    name = "k2"
+    special_markers = SPECIAL_MARKERS
+    stop_marker = IM_END
+    generation_prompt = GENERATION_PROMPT_PIECES
+
+    def render_preamble(self, messages: Sequence[Message], tools: Sequence[Mapping] | None) -> list[Piece]:
+        return render_preamble_pieces(messages, tools)
+
+    def render_message(self, message: Message, keep_reasoning: bool) -> list[Piece]:
+        return render_message_pieces(message, keep_reasoning)
+
+    def keeps_reasoning(self, messages: Sequence[Message]) -> list[bool]:
+        return keeps_reasoning(messages)
+
+    def forced_answer(self, reasoning: str) -> list[Piece]:
+        return [(THINK_BEGIN, True), (reasoning, False), (THINK_END, True)]
+
+    def parser(self) -> ChatStreamParser:
+        return ChatStreamParser()
+
+    def encode(self, tokenizer: Tokenizer, pieces: Sequence[Piece]) -> list[int]:
+        return encode_pieces(tokenizer, pieces)
+
+    def render_text(
+        self,
+        messages: Sequence[Message],
+        tools: Sequence[Mapping] | None = None,
+        add_generation_prompt: bool = True,
+    ) -> str:
+        return render_text(messages, tools, add_generation_prompt)
+
+    def __repr__(self) -> str:
+        return "K2Format()"
+
+
+K2_FORMAT = K2Format()

@@ -1,6 +1,6 @@
 """`ScriptedBackend`: a test double for the model. A model with random weights does not behave, so the
 loop's logic is tested with turns written in advance, emitted as K2-format text through the real
-`ChatStreamParser`, token by token, with deterministic fake routing.
+K2 stream parser, token by token, with deterministic fake routing.
 
 It renders every prompt with the real chat renderer (so a malformed conversation fails here as it
 would with the engine) and keeps the rendered prompts in `.prompts` for tests to inspect.
@@ -18,10 +18,12 @@ from typing import Any
 
 import numpy as np
 
-from k2nb.agent.backend import GenerationOptions, IncrementalPrompt, Prompt, TokenChunk
-from k2nb.engine.chat import (
-    GENERATION_PROMPT_PIECES,
+from k2nb.backends.base import BackendBase, GenerationOptions, Prompt, TurnStream
+from k2nb.backends.formatted import IncrementalPrompt, TextToken, parse_turn, prompt_tail
+from k2nb.formats.base import Piece
+from k2nb.formats.k2 import (
     IM_END,
+    K2_FORMAT,
     PARSER_MARKERS,
     THINK_BEGIN,
     THINK_END,
@@ -30,7 +32,6 @@ from k2nb.engine.chat import (
     TOOL_CALL_END,
     TOOL_CALLS_SECTION_BEGIN,
     TOOL_CALLS_SECTION_END,
-    Piece,
     parse_tool_call_id,
     tool_call_id,
 )
@@ -99,7 +100,7 @@ class ScriptExhausted(IndexError):
 
 
 @dataclass
-class ScriptedBackend:
+class ScriptedBackend(BackendBase):
     """Plays `script` one item per generation: a raw K2 output string, a `Turn`, or a function of
     the `Prompt` returning either (to react to observations). Token ids are CRC32s of the token text,
     routing is a deterministic function of the id, positions count fake tokens of the prompt."""
@@ -117,7 +118,7 @@ class ScriptedBackend:
 
     def __post_init__(self) -> None:
         if self._prompt is None:
-            self._prompt = IncrementalPrompt(self._encode)
+            self._prompt = IncrementalPrompt(K2_FORMAT, self._encode)
 
     def _encode(self, pieces: list[Piece]) -> list[str]:
         out: list[str] = []
@@ -146,26 +147,34 @@ class ScriptedBackend:
         if callable(item) and not isinstance(item, Turn):
             item = item(prompt)
         if isinstance(item, Turn):
-            return item.render(_next_call_index(prompt.messages), thinking_open=not prompt.prefix)
+            return item.render(
+                _next_call_index(prompt.messages), thinking_open=prompt.forced_reasoning is None
+            )
         return item
 
     def stream(
         self, prompt: Prompt, options: GenerationOptions, cancel: threading.Event | None = None
-    ) -> Iterator[TokenChunk]:
+    ) -> TurnStream:
         assert self._prompt is not None
         tokens = self._prompt.update(prompt.messages, prompt.tools)
-        tail = self._encode([*GENERATION_PROMPT_PIECES, *prompt.prefix])
+        tail = self._encode(prompt_tail(K2_FORMAT, prompt))
         if self.keep_prompts:
             self.prompts.append("".join(tokens) + "".join(tail))
-        position = len(tokens) + len(tail)
         text = self.next_item(prompt)
         self.calls += 1
+        return parse_turn(K2_FORMAT, prompt, self._tokens(text, len(tokens) + len(tail), options, cancel))
+
+    def _tokens(
+        self, text: str, position: int, options: GenerationOptions, cancel: threading.Event | None
+    ) -> Iterator[TextToken]:
+        # special=None: the parser scans the text for markers, as it does for any text source that
+        # cannot flag special tokens
         for n, piece in enumerate(fake_tokens(text, self.chunk_chars)):
             if n >= options.max_new_tokens or (cancel is not None and cancel.is_set()):
                 return
             token_id = zlib.crc32(piece.encode()) % 50_000
             experts, weights = self.routing_of(token_id)
-            yield TokenChunk(piece, token_id, position, experts, weights)
+            yield TextToken(piece, None, token_id, position, experts, weights)
             position += 1
 
     def fork(self) -> ScriptedBackend:

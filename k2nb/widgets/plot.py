@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
     from k2nb.agent.trajectory import Trajectory
-    from k2nb.engine.trace import RoutingTrace
+    from k2nb.routing import Routing
 
 __all__ = ["expert_load", "figure_png", "routing_heatmap", "scaling_curve", "trajectory_tree"]
 
@@ -74,7 +74,7 @@ def _as_range(token: Span, n: int, n_prompt: int) -> tuple[int, int]:
 
 
 def routing_heatmap(
-    trace: RoutingTrace,
+    trace: Routing,
     token: Span = None,
     *,
     trajectory: Trajectory | None = None,
@@ -85,6 +85,7 @@ def routing_heatmap(
     indices) of a trace; by default the generated tokens. ``mode`` "weight" shows the mean routing
     weight per token, "load" the share of tokens routed to each expert. A bar per layer gives its
     balance (max ÷ mean load) and a strip on top the channel of every token, the selection boxed."""
+    trace = trace.dense()
     from matplotlib.colors import PowerNorm
     from matplotlib.patches import Rectangle
 
@@ -145,7 +146,7 @@ def routing_heatmap(
     return fig
 
 
-def expert_load(trace: RoutingTrace, *, title: str | None = None) -> Figure:
+def expert_load(trace: Routing, *, title: str | None = None) -> Figure:
     """Load of every expert in every MoE layer over the whole trace, relative to the layer's mean
     (1 = its fair share), and each layer's balance (max ÷ mean)."""
     from matplotlib.colors import TwoSlopeNorm

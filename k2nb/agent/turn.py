@@ -1,0 +1,286 @@
+"""A user turn: N reasoning paths over the conversation, voted into one answer; conversations and
+the one-shot `think()`.
+
+Parallel paths share one prefill of the prompt (the backend's fork), run one after another, and are
+voted by `k2nb.agent.checks.tally` with weights from their checks. `Conversation` carries messages,
+the chosen path's backend session and the tool namespace from turn to turn.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from k2nb.agent.checks import Vote, normalise_answer, tally
+from k2nb.agent.executor import Executor, LocalExecutor
+from k2nb.agent.loop import PathRun, attach_read_routing
+from k2nb.agent.options import ThinkOptions, with_overrides
+from k2nb.agent.trajectory import Check, Node, Observer, Trajectory
+from k2nb.backends.base import Backend, Prompt
+from k2nb.routing import Routing
+
+Message = dict[str, Any]
+
+
+@dataclass
+class PathResult:
+    index: int
+    node: Node
+    answer: str | None
+    answer_node: Node | None
+    end_reason: str
+    messages: list[Message]  # the path's conversation, history included
+    checks: list[Check]
+    weight: float
+    backend: Backend
+    executor: Executor
+    tool_calls: int
+    think_tokens: int
+
+
+@dataclass
+class ThinkResult:
+    """What a run returns. `answer` is the chosen path's final answer (None if it ended without)."""
+
+    answer: str | None
+    trajectory: Trajectory
+    end_reason: str  # "answer", "budget:<name>", "length", "cancelled", "error"
+    paths: list[PathResult]
+    chosen: int  # index into paths
+    votes: list[Vote]
+    messages: list[Message]  # this turn's messages of the chosen path (user message first)
+
+    @property
+    def checks(self) -> list[Check]:
+        return self.trajectory.checks
+
+    @property
+    def routing(self) -> Routing:
+        """The routing of the tokens the chosen path generated, each labelled with its node."""
+        return self.trajectory.routing(self.paths[self.chosen].node)
+
+    def read_routing(self) -> Routing:
+        """The routing of the prompt tokens the chosen path read: the question and the tool results
+        fed back, where the backend reported it (the engine does)."""
+        return self.trajectory.routing(self.paths[self.chosen].node, context=True)
+
+    @property
+    def tool_calls(self) -> list[dict[str, Any]]:
+        """The chosen path's calls: id, name, arguments, ok."""
+        out = []
+        for node in self.trajectory.walk(self.paths[self.chosen].node):
+            if node.kind == "tool_call":
+                obs = next(iter(self.trajectory.children(node, "observation")), None)
+                out.append(
+                    {
+                        "id": node.data.get("call_id"),
+                        "name": node.data.get("name"),
+                        "arguments": node.data.get("arguments"),
+                        "ok": bool(obs is not None and obs.data.get("ok")),
+                        "observation": obs.text if obs is not None else None,
+                    }
+                )
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """The `--json` shape: answer, end_reason, tool_calls, checks, votes, trajectory."""
+        return {
+            "answer": self.answer,
+            "end_reason": self.end_reason,
+            "tool_calls": self.tool_calls,
+            "checks": [c.to_dict() for c in self.checks],
+            "votes": [
+                {"answer": v.answer, "key": v.key, "weight": v.weight, "paths": v.paths} for v in self.votes
+            ],
+            "trajectory": self.trajectory.to_dict(),
+        }
+
+
+_VOTING_CHECKS = ("grounded", "used", "self_verify", "user")
+
+
+def _weight(checks: Sequence[Check], end_reason: str, answer: str | None) -> float:
+    """Vote weight of a path: one vote, one more per passed verification, a quarter per failure."""
+    if not answer:
+        return 0.0
+    passed = sum(c.status == "passed" for c in checks if c.kind in _VOTING_CHECKS)
+    failed = sum(c.status == "failed" for c in checks if c.kind in _VOTING_CHECKS)
+    weight = (1.0 + passed) * (0.25**failed)
+    return weight if end_reason == "answer" else weight * 0.5
+
+
+def run_turn(
+    backend: Backend,
+    executor: Executor,
+    history: Sequence[Message],
+    prompt: str,
+    options: ThinkOptions | None = None,
+    *,
+    trajectory: Trajectory | None = None,
+) -> ThinkResult:
+    """One user turn: `paths` reasoning paths over `history` + the prompt, voted into one answer."""
+    opts = options or ThinkOptions()
+    n_paths = opts.paths
+    t = trajectory if trajectory is not None else Trajectory(prompt)
+    if trajectory is not None and not t.root.text:
+        t.root.text = prompt
+    t.meta.update({"paths": n_paths, "temperature": opts.path_temperature, "seed": opts.seed})
+    started = time.monotonic()
+    base = [*history, {"role": "user", "content": prompt}]
+    if n_paths > 1:  # one prefill of the prompt, shared by every fork
+        try:
+            backend.prefill(Prompt(base, executor.tool_schemas()))
+            attach_read_routing(t, t.root, backend)
+        except Exception as exc:  # noqa: BLE001 - a failed prefill only loses the sharing
+            t.meta["prefill_error"] = f"{type(exc).__name__}: {exc}"
+    results: list[PathResult] = []
+    for i in range(n_paths):
+        b = backend if n_paths == 1 else backend.fork()
+        fork = getattr(executor, "fork", None)
+        ex = executor if n_paths == 1 or fork is None else fork()
+        node = t.add("path", None, data={"index": i + 1, "seed": opts.path_seed(i)})
+        run = PathRun(t, node, i, b, ex, list(base), opts, started)
+        out, checks = run.run()
+        weight = _weight(checks, out.end_reason, out.answer)
+        t.finish(
+            node,
+            "done" if out.answer else "failed",
+            end_reason=out.end_reason,
+            answer=out.answer,
+            weight=weight,
+        )
+        results.append(
+            PathResult(
+                i,
+                node,
+                out.answer,
+                out.answer_node,
+                out.end_reason,
+                run.msgs,
+                checks,
+                weight,
+                b,
+                ex,
+                run.tool_calls,
+                run.think_tokens,
+            )
+        )
+        if out.end_reason == "cancelled":
+            break
+    votes = tally((r.index, r.answer, r.weight) for r in results)
+    chosen = votes[0].paths[0] if votes else 0
+    chosen = next((j for j, r in enumerate(results) if r.index == chosen), 0)
+    for r in results:
+        t.update(r.node, vote=normalise_answer(r.answer) if r.answer else None)
+    if len(results) > 1:
+        answered = [r for r in results if r.answer]
+        if votes and answered:
+            top = votes[0]
+            share = len(top.paths) / len(answered)
+            split = ", ".join(f"{v.key!r}: {len(v.paths)} (weight {v.weight:g})" for v in votes)
+            status = "passed" if share > 0.5 else "failed"
+            t.add_check(
+                "paths agree",
+                status,
+                f"{len(top.paths)} of {len(answered)} paths answer {top.key!r} ({split})",
+                t.root,
+                "agreement",
+                share=share,
+            )
+        else:
+            t.add_check("paths agree", "failed", "no path produced an answer", t.root, "agreement")
+    best = results[chosen]
+    t.meta["answer"] = best.answer
+    t.meta["end_reason"] = best.end_reason
+    t.meta["chosen_path"] = best.node.id
+    t.finish(t.root, "done" if best.answer else "failed")
+    return ThinkResult(best.answer, t, best.end_reason, results, chosen, votes, best.messages[len(history) :])
+
+
+# ---------------------------------------------------------------------------------------------
+# conversations and the one-shot entry point
+
+
+class Conversation:
+    """Messages kept across turns (multi-turn), one executor namespace, one backend session.
+
+    `ask(prompt)` runs a turn and appends the chosen path's messages; reasoning is kept in them as
+    the K2 format requires (the renderer drops it from finished turns).
+    """
+
+    def __init__(
+        self,
+        backend: Backend,
+        executor: Executor | None = None,
+        *,
+        tools: Sequence[Any] = (),
+        python: bool = True,
+        namespace: dict[str, Any] | None = None,
+        system: str | None = None,
+        options: ThinkOptions | None = None,
+        observers: Sequence[Observer] = (),
+    ):
+        self.backend = backend
+        self.executor: Executor = (
+            executor if executor is not None else LocalExecutor(tools, python=python, namespace=namespace)
+        )
+        self.messages: list[Message] = [{"role": "system", "content": system}] if system else []
+        self.options = options or ThinkOptions()
+        self.observers = list(observers)
+        self.results: list[ThinkResult] = []
+
+    def ask(self, prompt: str, options: ThinkOptions | None = None, **overrides: Any) -> ThinkResult:
+        """One turn. `options` replaces the conversation's; keyword overrides (ThinkOptions or
+        Budgets fields, e.g. ``tool_calls=8``) apply on top."""
+        opts = with_overrides(options or self.options, overrides)
+        t = Trajectory(prompt, meta={"turn": len(self.results) + 1})
+        for obs in self.observers:
+            t.subscribe(obs)
+        result = run_turn(self.backend, self.executor, self.messages, prompt, opts, trajectory=t)
+        best = result.paths[result.chosen]
+        # the chosen path's session and namespace carry the conversation on
+        self.backend, self.executor = best.backend, best.executor
+        self.messages.extend(result.messages)
+        self.results.append(result)
+        return result
+
+
+def think(
+    prompt: str,
+    model: Any = None,
+    tools: Sequence[Any] | None = None,
+    paths: int = 1,
+    *,
+    backend: Backend | None = None,
+    executor: Executor | None = None,
+    namespace: dict[str, Any] | None = None,
+    python: bool = True,
+    observers: Sequence[Observer] = (),
+    **options: Any,
+) -> ThinkResult:
+    """Answer `prompt` with the reasoning loop; returns `.answer`, `.trajectory`, `.routing`.
+
+    `model` is a loaded `K2Model` or a checkpoint folder; `backend=` replaces it (e.g. a
+    `ScriptedBackend`). `tools` are `@tool` functions added to the built-in `python` tool
+    (`python=False` leaves it out). Other keywords are `ThinkOptions` / `Budgets` fields
+    (`tool_calls=8`, `think_tokens=2000`, `temperature=0.7`, `checks=[...]`, ...).
+    """
+    if backend is None:
+        from k2nb.backends.engine import engine_backend
+
+        backend = engine_backend(model)
+    conv = Conversation(
+        backend, executor, tools=tools or (), python=python, namespace=namespace, observers=observers
+    )
+    return conv.ask(prompt, paths=paths, **options)
+
+
+__all__ = [
+    "Conversation",
+    "PathResult",
+    "ThinkResult",
+    "run_turn",
+    "think",
+]

@@ -1,0 +1,24 @@
+"""Where the turns of a reasoning path come from.
+
+`base.py` is the protocol (`Backend`, `StreamChunk`, `Prompt`, `GenerationOptions`, `TurnStream`);
+`engine.py` is the local engine (a model in this process), `scripted.py` the test double that plays
+written turns; `formatted.py` is what backends that run a chat format themselves share. A served
+model (vLLM, SGLang, a hosted API) is one more file that maps the server's deltas to events.
+"""
+
+from k2nb.backends.base import Backend, BackendBase, GenerationOptions, Prompt, StreamChunk, TurnStream
+from k2nb.backends.engine import EngineBackend, engine_backend
+from k2nb.backends.scripted import ScriptedBackend, Turn
+
+__all__ = [
+    "Backend",
+    "BackendBase",
+    "EngineBackend",
+    "GenerationOptions",
+    "Prompt",
+    "ScriptedBackend",
+    "StreamChunk",
+    "Turn",
+    "TurnStream",
+    "engine_backend",
+]
