@@ -102,24 +102,18 @@ def routing_summary(result: Any, top: int = 3) -> list[str]:
 
 
 def cmd_think(args: argparse.Namespace) -> int:
-    from .agent import think
+    from .agent import ThinkOptions, think, with_overrides
 
-    options: dict[str, Any] = {}
-    if args.max_tool_calls is not None:
-        options["tool_calls"] = args.max_tool_calls
-    if args.max_think_tokens is not None:
-        options["think_tokens"] = args.max_think_tokens
-    if args.temperature is not None:
-        options["temperature"] = args.temperature
-    if args.seed is not None:
-        options["seed"] = args.seed
+    flags = {"paths": args.paths, "tool_calls": args.max_tool_calls, "think_tokens": args.max_think_tokens,
+             "temperature": args.temperature, "seed": args.seed}
+    try:
+        options = with_overrides(ThinkOptions(), {k: v for k, v in flags.items() if v is not None})
+    except (TypeError, ValueError) as e:  # a bad option is a usage error, not a crash
+        raise K2nbError(f"bad option: {e}") from None
     view = TerminalView(sys.stderr if args.json else sys.stdout)
     observers = [] if args.json else [view]
-    try:
-        result = think(args.question, model=args.model, paths=args.paths, python=not args.no_tools,
-                       observers=observers, **options)
-    except TypeError as e:  # an option the loop does not know is a usage error, not a crash
-        raise K2nbError(f"bad option: {e}") from None
+    result = think(args.question, model=args.model, python=not args.no_tools,
+                   observers=observers, options=options)
     if args.export:
         import nbformat
 
@@ -148,7 +142,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("think", help="answer a question with the reasoning loop, streaming it")
     p.add_argument("question")
     p.add_argument("--model", default=None, help="checkpoint folder (default: the shipped k2-nano)")
-    p.add_argument("--paths", type=int, default=1, help="parallel reasoning paths merged by vote")
+    p.add_argument("--paths", type=int, default=None, help="parallel reasoning paths, voted (default 1)")
     p.add_argument("--max-tool-calls", type=int, default=None)
     p.add_argument("--max-think-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)

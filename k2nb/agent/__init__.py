@@ -5,7 +5,7 @@ Turns come from a backend (`k2nb.backends`); the loop reads their events and kno
 
 from k2nb.agent.checks import Verdict
 from k2nb.agent.executor import Executor, LocalExecutor, Observation, ToolCallRequest, ToolRegistry
-from k2nb.agent.options import Budgets, ThinkOptions
+from k2nb.agent.options import Budgets, ThinkOptions, with_overrides
 from k2nb.agent.python_tool import PythonResult, PythonTool
 from k2nb.agent.tools import Tool, ToolDefinitionError, tool
 from k2nb.agent.trajectory import Check, Node, Trajectory, TrajectoryEvent
@@ -34,4 +34,5 @@ __all__ = [
     "run_turn",
     "think",
     "tool",
+    "with_overrides",
 ]

@@ -251,21 +251,23 @@ def think(
     prompt: str,
     model: Any = None,
     tools: Sequence[Any] | None = None,
-    paths: int = 1,
+    paths: int | None = None,
     *,
     backend: Backend | None = None,
     executor: Executor | None = None,
     namespace: dict[str, Any] | None = None,
     python: bool = True,
     observers: Sequence[Observer] = (),
-    **options: Any,
+    options: ThinkOptions | None = None,
+    **overrides: Any,
 ) -> ThinkResult:
     """Answer `prompt` with the reasoning loop; returns `.answer`, `.trajectory`, `.routing`.
 
     `model` is a loaded `K2Model` or a checkpoint folder; `backend=` replaces it (e.g. a
     `ScriptedBackend`). `tools` are `@tool` functions added to the built-in `python` tool
-    (`python=False` leaves it out). Other keywords are `ThinkOptions` / `Budgets` fields
-    (`tool_calls=8`, `think_tokens=2000`, `temperature=0.7`, `checks=[...]`, ...).
+    (`python=False` leaves it out). `options` are the run's settings; other keywords are
+    `ThinkOptions` / `Budgets` fields applied on top (`tool_calls=8`, `think_tokens=2000`,
+    `temperature=0.7`, `checks=[...]`, ...).
     """
     if backend is None:
         from k2nb.backends.engine import engine_backend
@@ -274,7 +276,9 @@ def think(
     conv = Conversation(
         backend, executor, tools=tools or (), python=python, namespace=namespace, observers=observers
     )
-    return conv.ask(prompt, paths=paths, **options)
+    if paths is not None:
+        overrides["paths"] = paths
+    return conv.ask(prompt, options, **overrides)
 
 
 __all__ = [

@@ -78,8 +78,11 @@ class LiveView:
             else:
                 self._answer.update(bundle, raw=True)
 
-    def finish(self, end_reason: str) -> None:
+    def finish(self, end_reason: str, reason: str | None = None) -> None:
+        """The run ended; `reason` says why it failed (shown after the status, also as plain text)."""
         self.status = {"answer": "done", "cancelled": "stopped"}.get(end_reason, end_reason)
+        if reason:
+            self.status += f": {reason}"
         self.render()
 
     @property

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from k2nb.magics.parsers import _Parser, interpolate, parse_line, think_parser
+from k2nb.magics.parsers import SETTING_TYPES, _Parser, interpolate, parse_line, think_parser
 
 if TYPE_CHECKING:
     from k2nb.magics.result import K2Result
@@ -24,30 +24,19 @@ if TYPE_CHECKING:
 # The agent, engine and torch are imported when a magic first runs, not at `%load_ext k2nb`: the
 # k2nb kernel loads the extension at start and must be ready for the first cell at once.
 
+# The notebook's own settings. Those of a run (paths, budgets, temperature, seed) are ThinkOptions'
+# fields: None here means "ThinkOptions' default", so each keeps its one default there.
 DEFAULT_SETTINGS: dict[str, Any] = {
     "approve": "auto",  # local engine: calls run in the user's own kernel, like their own cells
     "cells": True,
     "dashboard": True,
     "timeout": 30.0,  # seconds per tool call
     "throttle": 0.25,  # seconds between live-view updates
-    "paths": 1,
+    "paths": None,
     "max_tool_calls": None,
     "max_think_tokens": None,
     "temperature": None,
-    "seed": 0,
-}
-
-_SETTING_TYPES: dict[str, Any] = {
-    "approve": str,
-    "cells": bool,
-    "dashboard": bool,
-    "timeout": float,
-    "throttle": float,
-    "paths": int,
-    "max_tool_calls": int,
-    "max_think_tokens": int,
-    "temperature": float,
-    "seed": int,
+    "seed": None,
 }
 
 HELP = """k2nb magics
@@ -60,6 +49,26 @@ HELP = """k2nb magics
   %k2model [load PATH [--device D] [--dtype T] | unload]    show / load / unload the model
   %k2route [N] [--static]  the routing dashboard of the last (or Nth) run
   %k2nb [help | settings | set KEY VALUE | reset]"""
+
+
+def _think_options(base: Any, args: argparse.Namespace, settings: dict[str, Any], cancel: Any) -> Any:
+    """The run's ThinkOptions: the cell's flags over the kernel's settings over ThinkOptions' defaults."""
+    from k2nb.agent.options import with_overrides
+
+    def pick(flag: Any, key: str) -> Any:
+        return flag if flag is not None else settings[key]
+
+    chosen = {
+        "paths": pick(args.paths, "paths"),
+        "seed": pick(args.seed, "seed"),
+        "temperature": pick(args.temperature, "temperature"),
+        "tool_calls": pick(args.max_tool_calls, "max_tool_calls"),
+        "think_tokens": pick(args.max_think_tokens, "max_think_tokens"),
+    }
+    try:
+        return with_overrides(base, {"cancel": cancel, **{k: v for k, v in chosen.items() if v is not None}})
+    except (TypeError, ValueError) as exc:
+        raise UsageError(f"%%k2think: {exc}") from None
 
 
 def _bool(text: str) -> bool:
@@ -226,20 +235,12 @@ class K2Magics(Magics):
         live = LiveView(interval_s=s["throttle"], cell_mode=mode)
         conv.executor = executor
         conv.observers = [live]
-        options: dict[str, Any] = {"cancel": cancel, "paths": args.paths or s["paths"], "seed": s["seed"]}
-        for key, value in (
-            ("temperature", args.temperature if args.temperature is not None else s["temperature"]),
-            ("seed", args.seed),
-            ("tool_calls", args.max_tool_calls if args.max_tool_calls is not None else s["max_tool_calls"]),
-            ("think_tokens", args.max_think_tokens or s["max_think_tokens"]),
-        ):
-            if value is not None:
-                options[key] = value
+        options = _think_options(conv.options, args, s, cancel)
         think = None
         end_reason = None
         error: BaseException | None = None
         try:
-            think = conv.ask(prompt, **options)
+            think = conv.ask(prompt, options)
         except KeyboardInterrupt:
             # Stopped outside a generation (the engine turns a stop during one into "cancelled"):
             # the conversation keeps its earlier turns, the partial trajectory is kept below.
@@ -265,7 +266,7 @@ class K2Magics(Magics):
             elapsed_s=live.elapsed_s,
             n_tokens=live.n_tokens,
         )
-        live.finish(result.end_reason)
+        live.finish(result.end_reason, str(error) if error is not None else result.error)
         st.results.append(result)
         self.shell.user_ns["k2_last"] = result  # also reachable when the cell's value is not shown
         if args.export:
@@ -334,9 +335,9 @@ class K2Magics(Magics):
                 value: Any = (
                     None
                     if text.lower() == "none"
-                    else (_bool(text) if _SETTING_TYPES[key] is bool else _SETTING_TYPES[key](text))
+                    else (_bool(text) if SETTING_TYPES[key] is bool else SETTING_TYPES[key](text))
                 )
-            except ValueError as exc:
+            except (ValueError, argparse.ArgumentTypeError) as exc:
                 raise UsageError(f"%k2nb set {key}: {exc}") from None
             if key == "approve" and value not in ("auto", "ask", "never"):
                 raise UsageError("%k2nb set approve: one of auto, ask, never")

@@ -7,6 +7,7 @@ argparse exit or a traceback.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 import shlex
 import string
@@ -26,6 +27,13 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message or f"{self.prog}: stopped")
 
 
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, not {text}")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -40,11 +48,45 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _temperature(text: str) -> float:
-    value = float(text)
+def temperature(text: str) -> float:
+    value = _finite(text)
     if value < 0:
         raise argparse.ArgumentTypeError(f"must be 0 or more, not {value}")
     return value
+
+
+def paths(text: str) -> int:
+    from k2nb.agent.options import MAX_PATHS
+
+    value = _positive_int(text)
+    if value > MAX_PATHS:
+        raise argparse.ArgumentTypeError(
+            f"at most {MAX_PATHS} (each path is a whole run of the model), not {value}"
+        )
+    return value
+
+
+def seconds(text: str) -> float:
+    """A time limit: more than 0 seconds (0 or less would silently mean no limit, so it is refused)."""
+    value = _finite(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be more than 0 seconds, not {text}")
+    return value
+
+
+# How `%k2nb set KEY VALUE` reads each setting; the %%k2think options use the same functions.
+SETTING_TYPES: dict[str, Any] = {
+    "approve": str,
+    "cells": bool,
+    "dashboard": bool,
+    "timeout": seconds,
+    "throttle": seconds,
+    "paths": paths,
+    "max_tool_calls": _non_negative_int,
+    "max_think_tokens": _positive_int,
+    "temperature": temperature,
+    "seed": int,
+}
 
 
 def think_parser() -> _Parser:
@@ -52,13 +94,13 @@ def think_parser() -> _Parser:
     p.add_argument(
         "--model", metavar="PATH", help="checkpoint folder (default: the loaded or embedded model)"
     )
-    p.add_argument("--paths", type=_positive_int, metavar="N", help="parallel reasoning paths, voted")
+    p.add_argument("--paths", type=paths, metavar="N", help="parallel reasoning paths, voted")
     p.add_argument("--max-tool-calls", type=_non_negative_int, metavar="N", help="tool-call budget")
     p.add_argument("--max-think-tokens", type=_positive_int, metavar="N", help="thinking-token budget")
-    p.add_argument("--temperature", type=_temperature, metavar="T")
+    p.add_argument("--temperature", type=temperature, metavar="T")
     p.add_argument("--seed", type=int, metavar="S")
     p.add_argument("--approve", choices=APPROVAL_MODES, help="run tool calls: auto, ask, never")
-    p.add_argument("--timeout", type=float, metavar="SECONDS", help="time limit of one tool call")
+    p.add_argument("--timeout", type=seconds, metavar="SECONDS", help="time limit of one tool call")
     p.add_argument("--new", action="store_true", help="start a new conversation")
     p.add_argument("--no-cells", action="store_true", help="do not insert tool calls as cells")
     p.add_argument("--no-dashboard", action="store_true", help="no dashboard at the end")

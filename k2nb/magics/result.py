@@ -50,6 +50,14 @@ class K2Result:
         return self.trajectory.routing()
 
     @property
+    def error(self) -> str | None:
+        """Why the run failed (the last error node's sentence), None unless it ended with an error."""
+        if self.end_reason != "error":
+            return None
+        errors = [n for n in self.trajectory.walk() if n.kind == "error"]
+        return errors[-1].text if errors else "the run failed"
+
+    @property
     def checks(self) -> list[Any]:
         return self.trajectory.checks
 
