@@ -54,7 +54,7 @@ def main() -> None:
     import transformers
     from transformers import DeepseekV3Config, DeepseekV3ForCausalLM
 
-    from k2nb.engine import load_model
+    from k2nb.engine import generate, load_model
 
     transformers.logging.set_verbosity_error()
     device, dtype = torch.device(args.device), getattr(torch, args.dtype)
@@ -89,7 +89,7 @@ def main() -> None:
 
     # ---- decode (greedy, N tokens after the prompt; prefill time subtracted) --------------------
     def ours_gen(capture=True):
-        return ours.generate(prompt[0], max_new_tokens=N, stop_ids=[], capture_routing=capture)
+        return generate(ours, prompt[0], max_new_tokens=N, stop_ids=[], capture_routing=capture)
 
     def ref_gen():
         with torch.inference_mode():

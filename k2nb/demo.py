@@ -37,7 +37,7 @@ def write_random_checkpoint(folder: Path, seed: int = 0) -> Path:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from .cli import cmd_inspect
-    from .engine import load_model
+    from .engine import generate_stream, load_model
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = write_random_checkpoint(Path(tmp) / "k2-random", seed=args.seed)
@@ -47,8 +47,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
         prompt = list(range(10, 10 + args.prompt))
         print(f"\nstreaming {args.new} tokens after a {len(prompt)}-token prompt "
               f"(random weights: the tokens mean nothing, the routing is real)")
-        stream = model.generate_stream(prompt, max_new_tokens=args.new, temperature=1.0, seed=args.seed,
-                                       stop_ids=[])
+        stream = generate_stream(model, prompt, max_new_tokens=args.new, temperature=1.0, seed=args.seed,
+                                 stop_ids=[])
         t0 = time.perf_counter()
         for step in stream:
             if step.position < len(prompt) + 6:
@@ -59,9 +59,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
         dt = time.perf_counter() - t0
         print(f"  ... {len(res.ids)} tokens in {dt:.2f}s ({len(res.ids) / dt:.1f} tok/s), "
               f"finish_reason={res.finish_reason}")
-        tr = res.routing
-        print(f"\nrouting trace: {tr}")
-        for lid, top, bal in zip(tr.moe_layer_ids, tr.top_experts(3), tr.load_balance(), strict=True):
+        routing = res.routing
+        print(f"\nrouting: {routing}")
+        for lid, top, bal in zip(routing.moe_layer_ids, routing.top_experts(3), routing.load_balance(),
+                                 strict=True):
             print(f"  layer {lid}: most used experts {top}, max/mean load {bal:.2f}")
     return 0
 

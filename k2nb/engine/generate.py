@@ -1,35 +1,46 @@
-"""Prefill + incremental decode over the latent cache, sampling, cancellation and routing capture."""
+"""Prefill + incremental decode over the latent cache, sampling, cancellation and routing capture.
+
+    generate(model, ids, max_new_tokens, temperature=..., ...)     → GenerationResult
+    generate_stream(model, ids, ...)                               → GenerationStream of GenerationStep
+    Session(model).generate_stream(ids, ...)                       the same over a cache kept between calls
+"""
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+import numpy as np
 import torch
 
-from .errors import GenerationError
-from .trace import RoutingTrace
+from k2nb.routing import Routing, RoutingBuffer
 
-if TYPE_CHECKING:
-    from .model import K2Model, RoutingRecord
+from .config import ModelConfig
+from .errors import GenerationError
+from .model import K2Model, RoutingRecord
 
 
 @dataclass(slots=True)
 class GenerationStep:
-    """One generated token. ``experts`` / ``weights``: ``[n_moe_layers, top_k]`` (None without capture)."""
+    """One generated token at absolute `position`. ``experts`` (int32) and ``weights`` (float32):
+    numpy ``[n_moe_layers, top_k]``, None without routing capture."""
 
     token_id: int
     position: int
-    experts: torch.Tensor | None
-    weights: torch.Tensor | None
+    experts: np.ndarray | None
+    weights: np.ndarray | None
 
 
 @dataclass(slots=True)
 class GenerationResult:
+    """``routing``: the tokens this call ran (the prompt tokens it prefilled, ``n_prompt`` of them,
+    then the generated ones) at their absolute positions; empty without routing capture."""
+
     ids: list[int]
-    routing: RoutingTrace
+    routing: Routing
     finish_reason: str  # "stop" | "length" | "cancelled"
     prompt_tokens: int = 0
     reused_tokens: int = 0  # prompt tokens whose cache came from an earlier call (not prefilled again)
@@ -160,24 +171,23 @@ class GenerationStream:
     def __next__(self) -> GenerationStep:
         return next(self._iter)
 
-    def _forward(self, ids: list[int], trace: RoutingTrace, prompt: bool) -> tuple[torch.Tensor, Any]:
+    def _forward(self, ids: list[int], routing: RoutingBuffer,
+                 prompt: bool) -> tuple[torch.Tensor, tuple[np.ndarray, np.ndarray] | None]:
+        """Run `ids` on the cache: the next token's logits ``[vocab]`` and the last token's routing."""
         model, s = self.session.model, self.session
         record: RoutingRecord | None = [] if self.capture else None
+        start = len(s.ids)  # absolute position of ids[0]
         x = torch.tensor([ids], device=model.device)
         logits = model(x, s.cache, record, last_only=True)[0, -1]  # [vocab]
         s.ids.extend(ids)
-        routing = None
-        if record:
-            experts = torch.stack([r[1] for r in record], dim=1)  # [T, L, k]
-            weights = torch.stack([r[0] for r in record], dim=1)
-            trace.append(experts, weights, ids, prompt=prompt)
-            routing = (experts[-1], weights[-1])
-        return logits, routing
+        if not record:
+            return logits, None
+        experts, weights = _to_host(record)  # [T, L, k] each
+        routing.extend(np.arange(start, start + len(ids)), ids, experts, weights, prompt=prompt)
+        return logits, (experts[-1], weights[-1])
 
     @torch.inference_mode()
     def _run(self) -> Iterator[GenerationStep]:
-        import time
-
         s, cfg = self.session, self.session.model.config
         prompt = self.prompt
         # Reuse the cached prefix; at least one prompt token must run to produce logits.
@@ -189,7 +199,7 @@ class GenerationStream:
         common = min(common, len(prompt) - 1)
         s.cache.truncate(common)
         del s.ids[common:]
-        trace = RoutingTrace(cfg.moe_layer_ids, cfg.n_routed_experts, cfg.num_experts_per_tok, start=common)
+        routing = _routing_buffer(cfg)
         generator = None
         if self.opts.seed is not None:
             generator = torch.Generator().manual_seed(self.opts.seed)
@@ -201,16 +211,16 @@ class GenerationStream:
             if self.max_new_tokens == 0:
                 reason = "length"
                 return
-            logits, _ = self._forward(prompt[common:], trace, prompt=True)
+            logits, _ = self._forward(prompt[common:], routing, prompt=True)
             t_prefill = time.perf_counter() - t0
             while not (self.cancel is not None and self.cancel.is_set()):
                 tok = sample(logits, self.opts, generator)
                 pos = len(s.ids)
                 # Every generated token is run once, so its own routing is known and the cache ends
                 # holding prompt + output (the next turn of a conversation reuses all of it).
-                logits, routing = self._forward([tok], trace, prompt=False)
+                logits, last = self._forward([tok], routing, prompt=False)
                 out.append(tok)
-                experts, weights = routing if routing is not None else (None, None)
+                experts, weights = last if last is not None else (None, None)
                 yield GenerationStep(tok, pos, experts, weights)
                 if tok in self.stop_ids:
                     reason = "stop"
@@ -225,13 +235,46 @@ class GenerationStream:
             # leaves it consistent; drop ids whose forward did not commit.
             del s.ids[s.cache.length:]
             self.result = GenerationResult(
-                ids=out, routing=trace, finish_reason=reason, prompt_tokens=len(prompt), reused_tokens=common,
-                prefill_seconds=t_prefill, decode_seconds=max(time.perf_counter() - t0 - t_prefill, 0.0))
+                ids=out, routing=routing.view(), finish_reason=reason, prompt_tokens=len(prompt),
+                reused_tokens=common, prefill_seconds=t_prefill,
+                decode_seconds=max(time.perf_counter() - t0 - t_prefill, 0.0))
 
     def close(self) -> None:
         """End the stream early (the result then says "cancelled")."""
         self._iter.close()
         if self.result is None:  # closed before it started
-            cfg = self.session.model.config
-            trace = RoutingTrace(cfg.moe_layer_ids, cfg.n_routed_experts, cfg.num_experts_per_tok)
-            self.result = GenerationResult([], trace, "cancelled", prompt_tokens=len(self.prompt))
+            routing = _routing_buffer(self.session.model.config).view()
+            self.result = GenerationResult([], routing, "cancelled", prompt_tokens=len(self.prompt))
+
+
+def _routing_buffer(cfg: ModelConfig) -> RoutingBuffer:
+    return RoutingBuffer(len(cfg.moe_layer_ids), cfg.num_experts_per_tok, tuple(cfg.moe_layer_ids),
+                         cfg.n_routed_experts)
+
+
+def _to_host(record: RoutingRecord) -> tuple[np.ndarray, np.ndarray]:
+    """One forward's routing, per MoE layer (weights [T, k] f32, ids [T, k]) → experts [T, L, k] int32
+    and weights [T, L, k] float32 on the host, in one device→host copy (the weights' bits travel as
+    int32 beside the ids)."""
+    ids = torch.stack([r[1] for r in record], dim=1).to(torch.int32)  # [T, L, k]
+    weights = torch.stack([r[0] for r in record], dim=1).to(torch.float32)
+    both = torch.stack((ids, weights.view(torch.int32))).cpu().numpy()  # [2, T, L, k]
+    return both[0], both[1].view(np.float32)
+
+
+def generate_stream(model: K2Model, input_ids: Any, max_new_tokens: int = 256,
+                    **options: Any) -> GenerationStream:
+    """Stream `GenerationStep` s on a fresh `Session`; after the loop ``stream.result`` holds the ids,
+    routing and finish reason. Options as `Session.generate_stream`: temperature, top_k, top_p, seed,
+    stop_ids, cancel, capture_routing."""
+    return Session(model).generate_stream(input_ids, max_new_tokens, **options)
+
+
+def generate(model: K2Model, input_ids: Any, max_new_tokens: int = 256, **options: Any) -> GenerationResult:
+    """Generate up to `max_new_tokens` tokens (greedy unless ``temperature`` > 0); returns ids, routing
+    and why it stopped. Options as `generate_stream`."""
+    stream = generate_stream(model, input_ids, max_new_tokens, **options)
+    for _ in stream:
+        pass
+    assert stream.result is not None
+    return stream.result

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,12 +17,11 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
+from . import names
 from .config import ModelConfig
 from .errors import CheckpointError, K2nbError
 from .model import K2Model
 
-_LAYER = re.compile(r"^model\.layers\.(\d+)\.")
-_EXPERT = re.compile(r"^model\.layers\.(\d+)\.mlp\.experts\.(\d+)\.(gate_proj|up_proj|down_proj)\.weight$")
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
 
@@ -85,31 +83,28 @@ def _weight_files(folder: Path) -> dict[str, Path]:
 
 def _expected_shapes(model: K2Model) -> dict[str, tuple[int, ...]]:
     """HF tensor name → shape, derived from the meta-device model (experts unstacked)."""
-    shapes: dict[str, tuple[int, ...]] = {}
-    cfg = model.config
-    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
-        if name.endswith("experts.w13"):
-            layer = name.split(".")[1]
-            E, two_i, D = t.shape
-            for e in range(E):
-                for proj in ("gate_proj", "up_proj"):
-                    shapes[f"model.layers.{layer}.mlp.experts.{e}.{proj}.weight"] = (two_i // 2, D)
-        elif name.endswith("experts.w2"):
-            layer = name.split(".")[1]
-            E, D, inter = t.shape
-            for e in range(E):
-                shapes[f"model.layers.{layer}.mlp.experts.{e}.down_proj.weight"] = (D, inter)
-        elif name.startswith("lm_head"):
-            shapes[name] = tuple(t.shape)
-        else:
-            shapes["model." + name] = tuple(t.shape)
-    assert cfg is not None
-    return shapes
+    return {name: tuple(t.shape) for name, t in hf_tensors(model)}
 
 
 def _is_mtp(name: str, cfg: ModelConfig) -> bool:
-    m = _LAYER.match(name)
-    return m is not None and int(m.group(1)) >= cfg.num_hidden_layers
+    layer = names.layer_index(name)
+    return layer is not None and layer >= cfg.num_hidden_layers
+
+
+def _check_names(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]],
+                 cfg: ModelConfig) -> None:
+    """The checkpoint holds exactly the model's tensors (MTP layers and a tied head's copy aside)."""
+    present = {n for n in files if not _is_mtp(n, cfg)}
+    if cfg.tie_word_embeddings:
+        present.discard("lm_head.weight")  # some tied checkpoints still store it
+    missing = sorted(set(expected) - present)
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise CheckpointError(f"{folder}: tensor {missing[0]!r} is missing from the checkpoint{more}")
+    unexpected = sorted(present - set(expected))
+    if unexpected:
+        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor {unexpected[0]!r} "
+                              f"(not part of a {cfg.model_type} model with this config.json)")
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
@@ -135,67 +130,65 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     with torch.device("meta"):
         model = K2Model(cfg)
     expected = _expected_shapes(model)
-    present = {n for n in files if not _is_mtp(n, cfg)}
-    if cfg.tie_word_embeddings:
-        present.discard("lm_head.weight")  # some tied checkpoints still store it
-    missing = sorted(set(expected) - present)
-    if missing:
-        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
-        raise CheckpointError(f"{folder}: tensor {missing[0]!r} is missing from the checkpoint{more}")
-    unexpected = sorted(present - set(expected))
-    if unexpected:
-        raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor {unexpected[0]!r} "
-                              f"(not part of a {cfg.model_type} model with this config.json)")
-
-    handles: dict[Path, object] = {}
-    state: dict[str, torch.Tensor] = {}
-    experts: dict[tuple[int, str], list[torch.Tensor | None]] = {}
-    from tqdm.auto import tqdm
-
-    names = sorted(expected)
+    _check_names(folder, files, expected, cfg)
+    state = _read_state(folder, files, expected, dev, dt, progress)
     try:
-        for name in tqdm(names, desc=f"loading {folder.name}", unit="tensor", disable=not progress,
-                         leave=False):
-            f = files[name]
-            if f not in handles:
-                try:
-                    handles[f] = safe_open(f, "pt")
-                except (SafetensorError, OSError, ValueError) as e:
-                    raise CheckpointError(f"{f}: cannot be read as safetensors ({e})") from None
-            try:
-                t = handles[f].get_tensor(name)  # type: ignore[attr-defined]
-            except (SafetensorError, OSError, ValueError, RuntimeError) as e:
-                raise CheckpointError(f"{f}: tensor {name!r} cannot be read; the file looks truncated "
-                                      f"or corrupt ({e})") from None
-            if tuple(t.shape) != expected[name]:
-                raise CheckpointError(f"{f}: tensor {name!r} has shape {tuple(t.shape)}, the config "
-                                      f"implies {expected[name]}")
-            keep_f32 = name.endswith(("mlp.gate.weight", "e_score_correction_bias"))
-            t = t.to(device=dev, dtype=torch.float32 if keep_f32 else dt)
-            m = _EXPERT.match(name)
-            if m:
-                layer, e, proj = int(m.group(1)), int(m.group(2)), m.group(3)
-                slot = experts.setdefault((layer, proj), [None] * cfg.n_routed_experts)
-                slot[e] = t
-            elif name == "lm_head.weight":
-                state[name] = t
-            else:
-                state[name[len("model."):]] = t
-        for layer in cfg.moe_layer_ids:
-            gate, up, down = (experts.pop((layer, p)) for p in ("gate_proj", "up_proj", "down_proj"))
-            state[f"layers.{layer}.mlp.experts.w13"] = torch.stack(
-                [torch.cat((g, u)) for g, u in zip(gate, up, strict=True)])  # [E, 2I, D]
-            state[f"layers.{layer}.mlp.experts.w2"] = torch.stack(down)  # [E, D, I]
-            del gate, up, down
         model.load_state_dict(state, strict=True, assign=True)
     finally:
-        handles.clear()
         state.clear()
     model.eval()
     model.source = str(folder)
     if load_tokenizer:
         model.tokenizer = _maybe_tokenizer(folder)
     return model
+
+
+def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]],
+                dev: torch.device, dt: torch.dtype, progress: bool) -> dict[str, torch.Tensor]:
+    """The model's state dict: every expected tensor read, checked, converted, experts stacked."""
+    from tqdm.auto import tqdm
+
+    handles: dict[Path, object] = {}
+    state: dict[str, torch.Tensor] = {}
+    experts: dict[str, dict[tuple[int, int], torch.Tensor]] = {}  # stack → (expert, part) → tensor
+    try:
+        for name in tqdm(sorted(expected), desc=f"loading {folder.name}", unit="tensor",
+                         disable=not progress, leave=False):
+            t = _read_tensor(handles, files[name], name)
+            if tuple(t.shape) != expected[name]:
+                raise CheckpointError(f"{files[name]}: tensor {name!r} has shape {tuple(t.shape)}, the "
+                                      f"config implies {expected[name]}")
+            t = t.to(device=dev, dtype=torch.float32 if names.keeps_float32(name) else dt)
+            target = names.to_model(name)
+            if isinstance(target, names.ExpertPart):
+                experts.setdefault(target.stack, {})[(target.expert, target.part)] = t
+            else:
+                state[target] = t
+        for stack, parts in experts.items():
+            n_experts, n_parts = (max(i for i, _ in parts) + 1), (max(p for _, p in parts) + 1)
+            state[stack] = names.stack_experts(
+                [[parts[(e, p)] for p in range(n_parts)] for e in range(n_experts)])
+            parts.clear()
+    except BaseException:
+        state.clear()
+        raise
+    finally:
+        handles.clear()
+        experts.clear()
+    return state
+
+
+def _read_tensor(handles: dict[Path, object], f: Path, name: str) -> torch.Tensor:
+    if f not in handles:
+        try:
+            handles[f] = safe_open(f, "pt")
+        except (SafetensorError, OSError, ValueError) as e:
+            raise CheckpointError(f"{f}: cannot be read as safetensors ({e})") from None
+    try:
+        return handles[f].get_tensor(name)  # type: ignore[attr-defined]
+    except (SafetensorError, OSError, ValueError, RuntimeError) as e:
+        raise CheckpointError(f"{f}: tensor {name!r} cannot be read; the file looks truncated "
+                              f"or corrupt ({e})") from None
 
 
 def _maybe_tokenizer(folder: Path):
@@ -207,22 +200,9 @@ def _maybe_tokenizer(folder: Path):
 
 
 def hf_tensors(model: K2Model) -> Iterator[tuple[str, torch.Tensor]]:
-    """The model's tensors under their HF names, experts unstacked (views, no copies)."""
+    """The model's tensors under their HF checkpoint names, experts unstacked (views, no copies)."""
     for name, t in model.state_dict().items():
-        if name.endswith("experts.w13"):
-            prefix = "model." + name[: -len("w13")]
-            inter = t.shape[1] // 2
-            for e in range(t.shape[0]):
-                yield f"{prefix}{e}.gate_proj.weight", t[e, :inter]
-                yield f"{prefix}{e}.up_proj.weight", t[e, inter:]
-        elif name.endswith("experts.w2"):
-            prefix = "model." + name[: -len("w2")]
-            for e in range(t.shape[0]):
-                yield f"{prefix}{e}.down_proj.weight", t[e]
-        elif name.startswith("lm_head"):
-            yield name, t
-        else:
-            yield "model." + name, t
+        yield from names.to_hf(name, t)
 
 
 def save_checkpoint(model: K2Model, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
@@ -232,9 +212,8 @@ def save_checkpoint(model: K2Model, folder: str | os.PathLike, dtype: torch.dtyp
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
     for name, t in hf_tensors(model):
-        keep_f32 = name.endswith(("mlp.gate.weight", "e_score_correction_bias"))
         t = t.detach().to("cpu")
-        if dtype is not None and not keep_f32:
+        if dtype is not None and not names.keeps_float32(name):
             t = t.to(dtype)
         tensors[name] = t.contiguous()
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})

@@ -2,32 +2,26 @@
 
 Shapes: B batch, T new tokens, S tokens in the cache (prefix + new), D hidden, H heads,
 dn / dr / dv the nope / rope / value head dims, R kv_lora_rank, E routed experts, k experts per token.
+Every matrix product except the float32 router goes through `k2nb.engine.ops`, which picks the kernel
+by the weight's format.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import ops
 from .cache import LatentCache
 from .config import ModelConfig
 from .rope import apply_rope, inv_frequencies, rope_cos_sin
 from .routing import route
 
-if TYPE_CHECKING:
-    from .generate import GenerationResult, GenerationStream, Session
-
 # Routing of one forward: per MoE layer (weights [B*T, k] f32, expert ids [B*T, k] int64).
 RoutingRecord = list[tuple[torch.Tensor, torch.Tensor]]
-
-# Tokens at or below this count take the gather path in the MoE (decode); more take the grouped path.
-_GATHER_MAX_TOKENS = 4
-# torch ≥ 2.10 has a grouped GEMM (CPU and CUDA); older versions loop over the used experts.
-_grouped_mm = getattr(F, "grouped_mm", None)
 
 
 class RMSNorm(nn.Module):
@@ -42,14 +36,21 @@ class RMSNorm(nn.Module):
         return self.weight * xf.to(x.dtype)
 
 
+class Linear(nn.Linear):
+    """``nn.Linear`` whose product is `ops.linear`, so the weight's format picks the kernel."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ops.linear(x, self.weight, self.bias)
+
+
 class MLP(nn.Module):
     """down(silu(gate(x)) · up(x)): the dense layers and the shared experts."""
 
     def __init__(self, dim: int, inter: int):
         super().__init__()
-        self.gate_proj = nn.Linear(dim, inter, bias=False)
-        self.up_proj = nn.Linear(dim, inter, bias=False)
-        self.down_proj = nn.Linear(inter, dim, bias=False)
+        self.gate_proj = Linear(dim, inter, bias=False)
+        self.up_proj = Linear(dim, inter, bias=False)
+        self.down_proj = Linear(inter, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
@@ -71,15 +72,15 @@ class MLA(nn.Module):
         self.n_heads = H
         bias = cfg.attention_bias
         if cfg.q_lora_rank:
-            self.q_a_proj = nn.Linear(D, cfg.q_lora_rank, bias=bias)
+            self.q_a_proj = Linear(D, cfg.q_lora_rank, bias=bias)
             self.q_a_layernorm = RMSNorm(cfg.q_lora_rank, 1e-6)  # fixed eps, as in the reference
-            self.q_b_proj = nn.Linear(cfg.q_lora_rank, H * cfg.qk_head_dim, bias=False)
+            self.q_b_proj = Linear(cfg.q_lora_rank, H * cfg.qk_head_dim, bias=False)
         else:
-            self.q_proj = nn.Linear(D, H * cfg.qk_head_dim, bias=False)
-        self.kv_a_proj_with_mqa = nn.Linear(D, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=bias)
+            self.q_proj = Linear(D, H * cfg.qk_head_dim, bias=False)
+        self.kv_a_proj_with_mqa = Linear(D, cfg.kv_lora_rank + cfg.qk_rope_head_dim, bias=bias)
         self.kv_a_layernorm = RMSNorm(cfg.kv_lora_rank, 1e-6)
-        self.kv_b_proj = nn.Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
-        self.o_proj = nn.Linear(H * cfg.v_head_dim, D, bias=bias)
+        self.kv_b_proj = Linear(cfg.kv_lora_rank, H * (cfg.qk_nope_head_dim + cfg.v_head_dim), bias=False)
+        self.o_proj = Linear(H * cfg.v_head_dim, D, bias=bias)
         self.scale = cfg.softmax_scale
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
@@ -110,7 +111,7 @@ class MLA(nn.Module):
         else:
             latent = cache.write(layer, ckv, kpe)[:, None]  # [B, 1, S, R+dr] = [c_kv | k_pe]
             S = latent.shape[2]
-            w = self.kv_b_proj.weight.view(H, dn + dv, R)
+            w = ops.dense_weight(self.kv_b_proj.weight).view(H, dn + dv, R)
             q_lat = torch.einsum("bhtd,hdr->bhtr", q_nope, w[:, :dn])  # [B, H, T, R]
             # Every head attends over the same single-"head" latents: keys [c_kv | k_pe], values c_kv.
             # Passing the cache view as the values too (and dropping the last dr output columns) keeps
@@ -149,40 +150,7 @@ class Experts(nn.Module):
 
     def forward(self, x: torch.Tensor, weights: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
         """x ``[N, D]``, weights / ids ``[N, k]`` → Σ_k w_k · expert_k(x), ``[N, D]``."""
-        N, k = ids.shape
-        if N <= _GATHER_MAX_TOKENS and x.device.type != "cpu":
-            # Decode on an accelerator: gather the chosen experts' weights on the device; no host sync,
-            # no loop. (On the CPU there is no sync to avoid, and the gather would copy k experts'
-            # weights per layer, so the grouped path below, which reads them in place, is faster.)
-            flat = ids.reshape(-1)  # [N*k]
-            xk = x.repeat_interleave(k, dim=0)[:, :, None]  # [N*k, D, 1]
-            g, u = torch.bmm(self.w13[flat], xk).squeeze(-1).chunk(2, dim=-1)  # [N*k, I] each
-            y = torch.bmm(self.w2[flat], (F.silu(g) * u)[:, :, None]).squeeze(-1)  # [N*k, D]
-        else:
-            # Prefill (and CPU decode): sort token copies by expert so each expert's rows are
-            # contiguous, then run every *used* expert once on its rows, reading weights in place.
-            flat = ids.reshape(-1)
-            order = flat.argsort(stable=True)  # [N*k]
-            counts = torch.bincount(flat, minlength=self.w13.shape[0])  # [E]
-            xs = x[order // k]  # [N*k, D], grouped by expert
-            if (_grouped_mm is not None and N > _GATHER_MAX_TOKENS and not torch.is_grad_enabled()
-                    and (x.device.type == "cpu" or x.dtype == torch.bfloat16)):
-                # One grouped GEMM per projection: inference only (no CPU autograd), and on CUDA only
-                # in bfloat16 (what its kernels take).
-                offs = counts.cumsum(0).to(torch.int32)
-                g, u = _grouped_mm(xs, self.w13.transpose(1, 2), offs=offs).chunk(2, dim=-1)
-                ys = _grouped_mm(F.silu(g) * u, self.w2.transpose(1, 2), offs=offs)  # [N*k, D]
-            else:
-                parts, start = [], 0
-                for e, c in enumerate(counts.tolist()):  # one host sync per layer, not per expert
-                    if c:  # only the experts that received tokens
-                        g, u = F.linear(xs[start:start + c], self.w13[e]).chunk(2, dim=-1)
-                        parts.append(F.linear(F.silu(g) * u, self.w2[e]))
-                        start += c
-                ys = torch.cat(parts)
-            y = torch.empty_like(xs)
-            y[order] = ys
-        return (y.view(N, k, -1) * weights[..., None].to(y.dtype)).sum(dim=1)
+        return ops.moe_experts(x, weights, ids, self.w13, self.w2)
 
 
 class MoE(nn.Module):
@@ -198,6 +166,7 @@ class MoE(nn.Module):
     def forward(self, x: torch.Tensor, record: RoutingRecord | None) -> torch.Tensor:
         B, T, D = x.shape
         flat = x.reshape(-1, D)  # [N, D]
+        # The router is float32 and never quantized (K2's quantized checkpoints leave it dense).
         logits = F.linear(flat.float(), self.gate.weight.float())  # [N, E] float32
         weights, ids = route(logits, self.gate.e_score_correction_bias, self.cfg)
         if record is not None:
@@ -229,7 +198,8 @@ class DecoderLayer(nn.Module):
 
 class K2Model(nn.Module):
     """A K2-family causal LM. Parameter names are the HF names without the ``model.`` prefix, except
-    the routed experts, which are stacked per layer (``layers.L.mlp.experts.w13`` / ``w2``)."""
+    the routed experts, which are stacked per layer (``layers.L.mlp.experts.w13`` / ``w2``); the table
+    is `k2nb.engine.names`. Generation is `k2nb.engine.generate`, loading `k2nb.engine.loader`."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -237,7 +207,7 @@ class K2Model(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg, i) for i in range(cfg.num_hidden_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self.lm_head = None if cfg.tie_word_embeddings else nn.Linear(cfg.hidden_size, cfg.vocab_size,
+        self.lm_head = None if cfg.tie_word_embeddings else Linear(cfg.hidden_size, cfg.vocab_size,
                                                                        bias=False)
         self.tokenizer: Any = None  # set by the loader when the folder has one
         self.source: str | None = None  # the folder it was loaded from
@@ -296,7 +266,7 @@ class K2Model(nn.Module):
             x = x[:, -1:]
         x = self.norm(x)
         head = self.lm_head.weight if self.lm_head is not None else self.embed_tokens.weight
-        return F.linear(x, head).float()
+        return ops.linear(x, head).float()
 
     @torch.inference_mode()
     def logits(self, input_ids: torch.Tensor | list[int]) -> torch.Tensor:
@@ -306,28 +276,9 @@ class K2Model(nn.Module):
             ids = ids[None]
         return self(ids)
 
-    # ---- generation (k2nb.engine.generate holds the loop) -----------------------------------------
     def new_cache(self, capacity: int = 256, batch: int = 1) -> LatentCache:
+        """An empty latent cache for ``forward(..., cache=)`` in this model's device and dtype."""
         return LatentCache(self.config, batch, capacity, self.device, self.dtype)
-
-    def session(self) -> Session:
-        """A conversation's cache, extended on its cached prefix by each ``generate_stream`` call."""
-        from .generate import Session
-
-        return Session(self)
-
-    def generate_stream(self, input_ids: Any, max_new_tokens: int = 256, **options: Any) -> GenerationStream:
-        """Stream ``GenerationStep`` s; after the loop, ``stream.result`` holds ids, routing, finish reason.
-        Options: temperature, top_k, top_p, seed, stop_ids, cancel, capture_routing."""
-        return self.session().generate_stream(input_ids, max_new_tokens, **options)
-
-    def generate(self, input_ids: Any, max_new_tokens: int = 256, temperature: float = 0.0,
-                 **options: Any) -> GenerationResult:
-        """Generate up to ``max_new_tokens`` tokens; returns ids, a ``RoutingTrace`` and why it stopped."""
-        stream = self.generate_stream(input_ids, max_new_tokens, temperature=temperature, **options)
-        for _ in stream:
-            pass
-        return stream.result
 
     @torch.no_grad()
     def init_weights(self, std: float = 0.02, seed: int | None = None) -> K2Model:
@@ -352,9 +303,3 @@ class K2Model(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
-
-    def named_hf_tensors(self) -> Iterator[tuple[str, torch.Tensor]]:
-        """This model's weights under their HF checkpoint names (experts unstacked)."""
-        from .loader import hf_tensors
-
-        return hf_tensors(self)

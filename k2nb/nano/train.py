@@ -33,6 +33,7 @@ from k2nb.engine.chat import (
     tool_call_id,
 )
 from k2nb.engine.config import ModelConfig
+from k2nb.engine.generate import Session
 from k2nb.engine.loader import save_checkpoint
 from k2nb.engine.model import K2Model
 from k2nb.engine.routing import update_selection_bias
@@ -257,7 +258,7 @@ def quick_eval(model: K2Model, tokenizer: Any, problems: list[curriculum.Problem
         messages = [dict(m) for m in p.prompt_messages]
         calls_here = 0
         answer = ""
-        session = model.session()  # the tool loop only appends: each step prefills just the new tokens
+        session = Session(model)  # the tool loop only appends: each step prefills just the new tokens
         for _ in range(max_calls + 1):
             prompt = encode_pieces(tokenizer, render_pieces(messages, p.tools, add_generation_prompt=True))
             stream = session.generate_stream(prompt, max_new_tokens, temperature=0.0, stop_ids=stop,

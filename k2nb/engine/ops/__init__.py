@@ -1,0 +1,55 @@
+"""The engine's kernels, chosen by the format of the weights they read.
+
+Every matrix product of the model goes through one of three operations:
+
+    linear(x, weight, bias=None)                      x [..., in] → [..., out]
+    moe_experts(x, topk_weights, topk_ids, w13, w2)   x [N, D], topk_* [N, k] → Σ_k w_k · expert_k(x), [N, D]
+    dense_weight(weight)                              the weight as a plain [out, in] matrix
+
+(`w13 [E, 2I, D]` holds each routed expert's gate rows then up rows, `w2 [E, D, I]` its down
+projection; `dense_weight` serves MLA's absorbed decode, which folds kv_b's matrix into the query.)
+
+A weight's format is `weight_format(w)`: "dense" for a float32 / bfloat16 / float16 tensor, otherwise
+the tensor's own ``format`` attribute. A quantized weight is its packed storage (an int32 or float8
+tensor) carrying its format and scales as attributes, the way DeepSeek-V3's reference attaches
+``.scale`` to an FP8 weight. Each format's module (`dense.py` today; `int4.py`, `fp8.py`,
+`triton_moe.py` next) registers its kernels with `registry.register` and is imported below, so a new
+format or a faster kernel for an existing one (a Triton MoE for dense weights on CUDA) is one module.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import K2nbError
+from . import dense  # noqa: F401  (registers the dense kernels)
+from .registry import DENSE_DTYPES, KERNELS, kernel, register, unregister, weight_format
+
+
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``x [..., in] · weight [out, in]ᵀ (+ bias)`` → ``[..., out]``."""
+    return kernel("linear", weight, x.device)(x, weight, bias)
+
+
+def moe_experts(
+    x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor
+) -> torch.Tensor:
+    """x ``[N, D]``, topk_weights / topk_ids ``[N, k]`` → Σ_k w_k · down(silu(gate(x)) · up(x)),
+    ``[N, D]``."""
+    if (fmt := weight_format(w13)) != (fmt2 := weight_format(w2)):
+        raise K2nbError(
+            f"the routed experts' w13 is {fmt!r} but w2 is {fmt2!r}; "
+            "both projections of the experts must be stored in one format"
+        )
+    return kernel("moe_experts", w13, x.device)(x, topk_weights, topk_ids, w13, w2)
+
+
+def dense_weight(weight: torch.Tensor) -> torch.Tensor:
+    """The weight as a plain ``[out, in]`` matrix in the compute dtype (dequantized if it is packed)."""
+    return kernel("dense_weight", weight, weight.device)(weight)
+
+
+__all__ = [
+    "DENSE_DTYPES", "KERNELS", "dense_weight", "kernel", "linear", "moe_experts", "register", "unregister",
+    "weight_format",
+]

@@ -1,0 +1,90 @@
+"""Dense weights (float32 / bfloat16 / float16): the linear layers and routed experts in plain torch.
+
+The routed experts take one of three paths, chosen by the number of tokens N and the device:
+
+- **gather** (N ≤ GATHER_MAX_TOKENS on an accelerator, i.e. decode): index the chosen experts'
+  weights and run two batched matmuls; no host sync, no loop.
+- **grouped GEMM** (more tokens, inference, torch ≥ 2.10 with `grouped_mm`; on CUDA only in
+  bfloat16, what its kernels take): sort the token copies by expert, one GEMM per projection.
+- **per-expert loop** (everything else: CPU decode, training, older torch): the same sort, then each
+  expert that received tokens runs once on its contiguous rows, reading its weights in place.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .registry import register
+
+# Tokens at or below this count take the gather path on an accelerator (decode); more are grouped.
+GATHER_MAX_TOKENS = 4
+# torch ≥ 2.10 has a grouped GEMM (CPU and CUDA); older versions loop over the used experts.
+_grouped_mm = getattr(F, "grouped_mm", None)
+
+
+@register("linear", "dense")
+def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x, weight, bias)
+
+
+@register("dense_weight", "dense")
+def dense_weight(weight: torch.Tensor) -> torch.Tensor:
+    return weight
+
+
+@register("moe_experts", "dense")
+def moe_experts(
+    x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor
+) -> torch.Tensor:
+    """x ``[N, D]``, topk_weights / topk_ids ``[N, k]``, w13 ``[E, 2I, D]``, w2 ``[E, D, I]`` → ``[N, D]``."""
+    N, k = topk_ids.shape
+    if N <= GATHER_MAX_TOKENS and x.device.type != "cpu":
+        # On the CPU there is no sync to avoid, and the gather would copy k experts' weights per
+        # layer, so the sorted paths, which read them in place, are faster there.
+        y = _gathered(x, topk_ids, w13, w2)
+    else:
+        y = _sorted_by_expert(x, topk_ids, w13, w2)
+    return (y.view(N, k, -1) * topk_weights[..., None].to(y.dtype)).sum(dim=1)
+
+
+def _gathered(x: torch.Tensor, ids: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """Each token copy through its expert: ``[N*k, D]`` in token-major order."""
+    k = ids.shape[1]
+    flat = ids.reshape(-1)  # [N*k]
+    xk = x.repeat_interleave(k, dim=0)[:, :, None]  # [N*k, D, 1]
+    g, u = torch.bmm(w13[flat], xk).squeeze(-1).chunk(2, dim=-1)  # [N*k, I] each
+    return torch.bmm(w2[flat], (F.silu(g) * u)[:, :, None]).squeeze(-1)  # [N*k, D]
+
+
+def _sorted_by_expert(x: torch.Tensor, ids: torch.Tensor, w13: torch.Tensor,
+                      w2: torch.Tensor) -> torch.Tensor:
+    """Sort token copies by expert so each expert's rows are contiguous, run every *used* expert once
+    on its rows, and scatter back: ``[N*k, D]`` in token-major order."""
+    N, k = ids.shape
+    flat = ids.reshape(-1)
+    order = flat.argsort(stable=True)  # [N*k]
+    counts = torch.bincount(flat, minlength=w13.shape[0])  # [E]
+    xs = x[order // k]  # [N*k, D], grouped by expert
+    if (_grouped_mm is not None and N > GATHER_MAX_TOKENS and not torch.is_grad_enabled()
+            and (x.device.type == "cpu" or x.dtype == torch.bfloat16)):
+        # Inference only: the grouped GEMM has no CPU autograd.
+        offs = counts.cumsum(0).to(torch.int32)
+        g, u = _grouped_mm(xs, w13.transpose(1, 2), offs=offs).chunk(2, dim=-1)
+        ys = _grouped_mm(F.silu(g) * u, w2.transpose(1, 2), offs=offs)  # [N*k, D]
+    else:
+        ys = _per_expert(xs, counts, w13, w2)
+    y = torch.empty_like(xs)
+    y[order] = ys
+    return y
+
+
+def _per_expert(xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: torch.Tensor) -> torch.Tensor:
+    """xs ``[N*k, D]`` grouped by expert, counts ``[E]`` rows per expert → ``[N*k, D]``."""
+    parts, start = [], 0
+    for e, c in enumerate(counts.tolist()):  # one host sync per layer, not per expert
+        if c:  # only the experts that received tokens
+            g, u = F.linear(xs[start:start + c], w13[e]).chunk(2, dim=-1)
+            parts.append(F.linear(F.silu(g) * u, w2[e]))
+            start += c
+    return torch.cat(parts)
