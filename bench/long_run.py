@@ -1,5 +1,5 @@
 """A 300-tool-call run: per-step latency at steps 10, 100 and 300, and memory, for the scripted
-backend and for the real engine (issue 3, item 8).
+backend and for the real engine.
 
 Each step is one assistant turn with one `python` call (`acc += i`), so the conversation grows by
 two messages a step. What must hold: the per-step cost stays flat (the prompt is extended on the
@@ -24,14 +24,15 @@ import statistics
 import tempfile
 import time
 import tracemalloc
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from k2nb.agent import LocalExecutor, ScriptedBackend, TrajectoryEvent, Turn
-from k2nb.agent.backend import EngineBackend, GenerationOptions, Prompt, TokenChunk
-from k2nb.agent.loop import Budgets, Conversation, ThinkOptions
-from k2nb.agent.scripted import fake_tokens
+from k2nb.agent import Budgets, Conversation, LocalExecutor, ThinkOptions, TrajectoryEvent
+from k2nb.backends.base import BackendBase, GenerationOptions, Prompt, TurnStream
+from k2nb.backends.engine import EngineBackend
+from k2nb.backends.formatted import TextToken, parse_turn
+from k2nb.backends.scripted import ScriptedBackend, Turn, fake_tokens
+from k2nb.formats.k2 import K2_FORMAT
 
 MARKS = (10, 100, 300)
 
@@ -48,7 +49,7 @@ def script(steps: int) -> list[Any]:
     return [step(i) for i in range(steps)] + [Turn("Done.", answer="acc is the sum.")]
 
 
-class EngineStepBackend:
+class EngineStepBackend(BackendBase):
     """Real engine work per step (prefill of what is new + 2 decoded tokens), scripted text out."""
 
     def __init__(self, engine: EngineBackend, scripted: ScriptedBackend):
@@ -56,16 +57,19 @@ class EngineStepBackend:
         self.prefilled: list[int] = []  # prompt tokens that were not in the cache, per step
         self.reused: list[int] = []
 
-    def stream(self, prompt: Prompt, options: GenerationOptions, cancel: Any = None) -> Iterator[TokenChunk]:
+    def stream(self, prompt: Prompt, options: GenerationOptions, cancel: Any = None) -> TurnStream:
         routing = None
-        for chunk in self.engine.stream(prompt, GenerationOptions(max_new_tokens=2), cancel):
+        turn = self.engine.stream(prompt, GenerationOptions(max_new_tokens=2), cancel)
+        for chunk in turn:
             routing = (chunk.experts, chunk.weights)
+        turn.close()
         res = self.engine.last_result
         self.prefilled.append(res.prompt_tokens - res.reused_tokens)
         self.reused.append(res.reused_tokens)
         text = self.scripted.next_item(prompt)
-        for piece in fake_tokens(text, 4):
-            yield TokenChunk(piece, 0, None, *(routing or (None, None)))
+        experts, weights = routing or (None, None)
+        tokens = (TextToken(piece, None, 0, None, experts, weights) for piece in fake_tokens(text, 4))
+        return parse_turn(K2_FORMAT, prompt, tokens)
 
     def fork(self) -> EngineStepBackend:
         return EngineStepBackend(self.engine.fork(), self.scripted.fork())
@@ -119,8 +123,8 @@ def tiny_engine(tmp: Path) -> EngineBackend:
     torch.set_num_threads(1)  # a tiny model gains nothing from threads; on a shared box they thrash
     from k2nb.demo import DEMO_CONFIG
     from k2nb.engine import K2Model, ModelConfig
-    from k2nb.engine.chat import SPECIAL_MARKERS
     from k2nb.engine.tokenizer import load_tokenizer
+    from k2nb.formats.k2 import SPECIAL_MARKERS
 
     # byte-level Kimi-format tokenizer: 256 byte tokens, then [BOS], [EOS] and the K2 markers
     lines = [f"{base64.b64encode(bytes([b])).decode()} {b}" for b in range(256)]

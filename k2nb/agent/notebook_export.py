@@ -132,7 +132,7 @@ def trajectory_to_notebook(t: Trajectory) -> Any:
             args = node.data.get("arguments", node.text)
             try:
                 args = json.dumps(json.loads(args), indent=2, ensure_ascii=False)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, RecursionError):  # shown as the model wrote it
                 pass
             src = (
                 f"**Tool call** `{node.data.get('name', '?')}` ({node.data.get('call_id', '')})\n\n"

@@ -48,6 +48,41 @@ _LONGEST_MARKER = max(len(m) for m in PARSER_MARKERS)
 _THINK, _ANSWER, _SECTION, _CALL_ID, _CALL_ARGS, _AFTER_SECTION, _DONE = range(7)
 
 
+# Deeper arguments are refused: no tool takes them, and every later reader (validation, the
+# trajectory's JSON, the notebook export) would have to recurse that deep.
+MAX_ARGUMENT_DEPTH = 64
+
+
+def parse_arguments(arguments: str) -> tuple[dict | None, str | None]:
+    """(the arguments as a JSON object, None) or (None, what is wrong with them)."""
+    try:
+        value = json.loads(arguments)
+    except (ValueError, RecursionError) as e:
+        detail = (
+            f"{e.msg} at line {e.lineno} column {e.colno}" if isinstance(e, json.JSONDecodeError) else str(e)
+        )
+        return None, f"has arguments that are not valid JSON ({detail})"
+    if not isinstance(value, dict):
+        kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(type(value), "number")
+        return None, f"has arguments that are a JSON {kind}, not an object"
+    if _depth(value) > MAX_ARGUMENT_DEPTH:
+        return None, f"has arguments nested deeper than {MAX_ARGUMENT_DEPTH} levels"
+    return value, None
+
+
+def _depth(value: object) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        v, d = stack.pop()
+        deepest = max(deepest, d)
+        if isinstance(v, dict):
+            stack.extend((x, d + 1) for x in v.values())
+        elif isinstance(v, list):
+            stack.extend((x, d + 1) for x in v)
+    return deepest
+
+
 def _partial_marker_start(text: str) -> int:
     """Index where a possible unfinished marker begins at the end of `text` (len(text) if none)."""
     start = max(0, len(text) - _LONGEST_MARKER + 1)
@@ -244,23 +279,7 @@ class ChatStreamParser:
         if problem is None and idx is None:
             problem = "has an id that is not of the form functions.NAME:IDX"
         if problem is None:
-            try:
-                value = json.loads(arguments)
-            except (ValueError, RecursionError) as e:
-                detail = (
-                    f"{e.msg} at line {e.lineno} column {e.colno}"
-                    if isinstance(e, json.JSONDecodeError)
-                    else str(e)
-                )
-                problem = f"has arguments that are not valid JSON ({detail})"
-            else:
-                if isinstance(value, dict):
-                    parsed = value
-                else:
-                    kind = {list: "list", str: "string", bool: "boolean", type(None): "null"}.get(
-                        type(value), "number"
-                    )
-                    problem = f"has arguments that are a JSON {kind}, not an object"
+            parsed, problem = parse_arguments(arguments)
         out.append(ToolCallDone(self._n_calls, call_id, name, arguments, parsed))
         if problem is not None:
             out.append(ParseError(f"Tool call {call_id!r} {problem}.", raw))

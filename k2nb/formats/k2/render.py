@@ -72,7 +72,9 @@ def _tool_call_pieces(message: Message) -> list[Piece]:
     for call in message["tool_calls"]:
         call_id = call.get("id")
         function = call.get("function") or {}
-        if not call_id:
+        # "" is an id the model generated (malformed, answered with an error): rendered as it was,
+        # so the prompt reproduces the output; a call with no id at all is the caller's mistake
+        if call_id is None:
             raise ValueError(
                 f"Tool call {function.get('name')!r} has no id; give it one with tool_call_id(name, idx)."
             )
