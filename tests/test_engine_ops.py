@@ -3,12 +3,17 @@ without one is a one-sentence error."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 
 from k2nb.engine import K2nbError, load_model, ops
 from k2nb.engine.ops import dense
+
+# bench/gpu_check.sh runs the engine tests on CUDA with K2NB_TEST_DEVICE=cuda
+DEVICE = torch.device(os.environ.get("K2NB_TEST_DEVICE", "cpu"))
 
 
 def _experts(E=8, D=24, I=16, seed=0):
@@ -35,6 +40,7 @@ def test_dense_expert_paths_agree_with_the_reference(n_tokens):
     ids = torch.stack([torch.randperm(3, generator=g)[:2] for _ in range(n_tokens)])  # [N, 2]
     weights = torch.rand(n_tokens, 2, generator=g)
     expected = _reference(x, weights, ids, w13, w2)
+    x, weights, ids, w13, w2 = (t.to(DEVICE) for t in (x, weights, ids, w13, w2))
     N, k = ids.shape
     gathered = (dense._gathered(x, ids, w13, w2).view(N, k, -1) * weights[..., None]).sum(1)
     with torch.inference_mode():  # grouped GEMM where torch has it (N > 4)
@@ -42,7 +48,7 @@ def test_dense_expert_paths_agree_with_the_reference(n_tokens):
     with torch.enable_grad():  # the per-expert loop
         looped = ops.moe_experts(x, weights, ids, w13, w2)
     for got in (gathered, grouped, looped):
-        assert torch.allclose(got, expected, atol=1e-5)
+        assert torch.allclose(got.cpu(), expected, atol=1e-5)
 
 
 def test_an_unknown_format_is_one_sentence():
