@@ -55,6 +55,44 @@ def test_bad_option_is_a_one_line_usage_error(ip, k2):
     assert isinstance(res.error_in_exec, UsageError) and "no prompt" in str(res.error_in_exec)
 
 
+@pytest.mark.parametrize(
+    ("line", "complaint"),
+    [
+        ("--temperature nan", "finite"),
+        ("--temperature inf", "finite"),
+        ("--paths 1000", "at most 64"),
+        ("--timeout 0", "more than 0 seconds"),
+        ("--timeout -1", "more than 0 seconds"),
+    ],
+)
+def test_options_that_would_be_silently_wrong_are_refused(ip, k2, line, complaint):
+    with pytest.raises(UsageError, match=complaint):
+        parse_line(think_parser(), line)
+
+
+def test_set_refuses_what_the_flags_refuse(ip, k2):
+    for key, value in (("temperature", "nan"), ("paths", "1000"), ("timeout", "0")):
+        with pytest.raises(UsageError, match=f"%k2nb set {key}"):
+            ip.run_line_magic("k2nb", f"set {key} {value}")
+
+
+def test_a_lone_surrogate_in_a_variable_is_named(ip, k2):
+    k2.use_backend(ScriptedBackend([Turn(answer="x")]))
+    ip.user_ns["weird"] = "a\ud800b"
+    res = ip.run_cell("%%k2think\nWhat is {weird}?")
+    assert isinstance(res.error_in_exec, UsageError) and "lone surrogate" in str(res.error_in_exec)
+
+
+def test_a_failed_run_says_why_in_plain_text(ip, k2, capsys):
+    class Broken(ScriptedBackend):
+        def stream(self, prompt, options, cancel=None):
+            raise ConnectionError("the server went away")
+
+    k2.use_backend(Broken([]))
+    result = think(ip, "", "hello").result
+    assert result.end_reason == "error" and "the server went away" in result.error
+
+
 def test_interpolation_fills_known_names_only():
     ns = {"df": {"a": 1}, "n": 3, "name": "x"}
     assert interpolate("rows {n}, keys {df!r}, {n:03d}", ns) == "rows 3, keys {'a': 1}, 003"

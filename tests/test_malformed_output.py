@@ -173,3 +173,17 @@ def test_the_loop_survives_any_output(outputs: list[str]) -> None:
     assert r.end_reason != "error", [n.text for n in r.trajectory.walk() if n.kind == "error"]
     r.trajectory.to_notebook()
     json.loads(r.trajectory.to_json())
+
+
+def test_a_lone_surrogate_is_named_in_a_prompt_and_replaced_in_a_tool_result() -> None:
+    with pytest.raises(ValueError, match="lone surrogate"):
+        think("what is \ud800?", backend=ScriptedBackend([Turn(answer="x")]))
+
+    @tool
+    def odd() -> str:
+        """Return text with a lone surrogate."""
+        return "a\udc80b"
+
+    backend = ScriptedBackend([Turn("t", [("odd", {})]), Turn(answer="done")])
+    r = think("q", backend=backend, tools=[odd], python=False)
+    assert r.end_reason == "answer" and "a?b" in errors_seen_by_model(r)[0]

@@ -169,7 +169,8 @@ class PathRun:
                     obs = _refused(ev.id, ev.name, sentence)
             obs_node = self.t.add_observation(call.node, obs)
             self._reader = self._reader or obs_node
-            self.msgs.append({"role": "tool", "tool_call_id": ev.id, "name": ev.name, "content": obs.text})
+            content = valid_text(obs.text)
+            self.msgs.append({"role": "tool", "tool_call_id": ev.id, "name": ev.name, "content": content})
             code = ev.parsed.get("code") if ev.parsed and ev.name == "python" else None
             rec = CallRecord(
                 call_id=ev.id,
@@ -282,6 +283,15 @@ def attach_read_routing(t: Trajectory, node: Node, backend: Backend) -> None:
 def _close(stream: Any) -> list:
     """End a turn's stream; the events what was generated still completes (none if it never began)."""
     return stream.close() if stream is not None else []
+
+
+def valid_text(text: str) -> str:
+    """`text` with lone surrogates (a tool may print one) replaced, so the next prompt can be encoded."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "replace").decode("utf-8")
 
 
 def _refused(call_id: str, name: str, sentence: str, kind: str = "tool_error") -> Observation:

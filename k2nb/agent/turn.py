@@ -234,6 +234,7 @@ class Conversation:
     def ask(self, prompt: str, options: ThinkOptions | None = None, **overrides: Any) -> ThinkResult:
         """One turn. `options` replaces the conversation's; keyword overrides (ThinkOptions or
         Budgets fields, e.g. ``tool_calls=8``) apply on top."""
+        check_prompt(prompt)
         opts = with_overrides(options or self.options, overrides)
         t = Trajectory(prompt, meta={"turn": len(self.results) + 1})
         for obs in self.observers:
@@ -245,6 +246,18 @@ class Conversation:
         self.messages.extend(result.messages)
         self.results.append(result)
         return result
+
+
+def check_prompt(prompt: str) -> None:
+    """Refuse a prompt that is not valid text (a lone surrogate, e.g. from a `{var}` holding one):
+    no tokenizer can encode it, so it is named here instead of failing inside the backend."""
+    try:
+        prompt.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise ValueError(
+            f"the prompt has a character that is not valid text ({prompt[e.start]!r} at position {e.start}, "
+            "a lone surrogate); remove it or encode it first"
+        ) from None
 
 
 def think(

@@ -217,6 +217,12 @@ class K2Magics(Magics):
         prompt = interpolate(cell, self.shell.user_ns).strip()
         if not prompt:
             raise UsageError("%%k2think: the cell has no prompt; write the question below the magic line")
+        from k2nb.agent.turn import check_prompt
+
+        try:
+            check_prompt(prompt)
+        except ValueError as exc:
+            raise UsageError(f"%%k2think: {exc}") from None
         st = self.state
         s = st.settings
         if args.model:
