@@ -137,66 +137,29 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any], source: str = "config.json") -> ModelConfig:
         """Parse an HF config dict. ``source`` names the file in error messages."""
-        def err(msg: str) -> ConfigError:
-            return ConfigError(f"{source}: {msg}")
-
+        r = _Reader(d, source)
         mt = d.get("model_type")
         if mt not in SUPPORTED_MODEL_TYPES:
-            raise err(f"model_type {mt!r} is not supported; k2nb runs {', '.join(SUPPORTED_MODEL_TYPES)}")
+            raise r.err(f"model_type {mt!r} is not supported; k2nb runs {', '.join(SUPPORTED_MODEL_TYPES)}")
         if d.get("quantization_config"):
             method = d["quantization_config"].get("quant_method", "?")
-            raise err(f"quantization_config (quant_method {method!r}) cannot be loaded yet; "
-                      "k2nb loads unquantized (bf16/fp16/fp32) checkpoints")
+            raise r.err(f"quantization_config (quant_method {method!r}) cannot be loaded yet; "
+                        "k2nb loads unquantized (bf16/fp16/fp32) checkpoints")
         n_routed = d.get("n_routed_experts") or 0
         required = _REQUIRED + (_REQUIRED_MOE if n_routed else ())
         for key in required:
             if d.get(key) is None:
-                raise err(f"required key {key!r} is missing")
-
-        def get_int(key: str, default: int | None = None) -> int:
-            v = d.get(key, default)
-            if isinstance(v, bool) or not isinstance(v, int):
-                raise err(f"{key!r} must be an integer, got {v!r}")
-            return v
-
-        def get_num(key: str, default: float) -> float:
-            v = d.get(key, default)
-            if v is None:
-                v = default
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-                raise err(f"{key!r} must be a finite number, got {v!r}")
-            return float(v)
-
+                raise r.err(f"required key {key!r} is missing")
         hidden_act = d.get("hidden_act", "silu")
         if hidden_act != "silu":
-            raise err(f"hidden_act {hidden_act!r} is not supported; the family uses 'silu'")
-
-        topk_method = d.get("topk_method") or ("noaux_tc" if mt != "deepseek_v2" else "greedy")
-        if topk_method not in TOPK_METHODS:
-            raise err(f"topk_method {topk_method!r} is not supported; expected one of {TOPK_METHODS}")
-        scoring = d.get("scoring_func") or ("sigmoid" if topk_method == "noaux_tc" else "softmax")
-        if scoring not in SCORING_FUNCS:
-            raise err(f"scoring_func {scoring!r} is not supported; expected one of {SCORING_FUNCS}")
-        if topk_method == "noaux_tc" and scoring != "sigmoid":
-            raise err("topk_method 'noaux_tc' requires scoring_func 'sigmoid'")
-
-        n_group = get_int("n_group", 1) if d.get("n_group") is not None else 1
-        topk_group = get_int("topk_group", 1) if d.get("topk_group") is not None else 1
-        top_k = get_int("num_experts_per_tok", 0) if n_routed else 0
-        if n_routed:
-            if n_routed % n_group:
-                raise err(f"n_routed_experts {n_routed} is not divisible by n_group {n_group}")
-            if not 1 <= topk_group <= n_group:
-                raise err(f"topk_group {topk_group} must be between 1 and n_group {n_group}")
-            if not 1 <= top_k <= n_routed:
-                raise err(f"num_experts_per_tok {top_k} must be between 1 and n_routed_experts {n_routed}")
-            if top_k > topk_group * (n_routed // n_group):
-                raise err(f"num_experts_per_tok {top_k} exceeds the experts in the {topk_group} kept groups")
+            raise r.err(f"hidden_act {hidden_act!r} is not supported; the family uses 'silu'")
+        routing = _routing_fields(r, mt, n_routed)
+        get_int, get_num = r.get_int, r.get_num
         q_lora = d.get("q_lora_rank")
         if q_lora is not None:
             q_lora = get_int("q_lora_rank")
 
-        rope_scaling = _parse_rope(d, err)
+        rope_scaling = _parse_rope(d, r.err)
         rope_theta = d.get("rope_theta")
         if rope_theta is None and isinstance(d.get("rope_parameters"), dict):
             rope_theta = d["rope_parameters"].get("rope_theta")
@@ -217,15 +180,11 @@ class ModelConfig:
             q_lora_rank=q_lora,
             model_type=mt,
             n_routed_experts=n_routed,
-            num_experts_per_tok=top_k,
             moe_intermediate_size=get_int("moe_intermediate_size", 0) if n_routed else 0,
             n_shared_experts=get_int("n_shared_experts", 0) if d.get("n_shared_experts") else 0,
             first_k_dense_replace=get_int("first_k_dense_replace", 0),
             moe_layer_freq=get_int("moe_layer_freq", 1),
-            n_group=n_group,
-            topk_group=topk_group,
-            topk_method=topk_method,
-            scoring_func=scoring,
+            **routing,
             norm_topk_prob=bool(d.get("norm_topk_prob", False)),
             routed_scaling_factor=get_num("routed_scaling_factor", 1.0),
             rms_norm_eps=get_num("rms_norm_eps", 1e-6),
@@ -279,6 +238,58 @@ class ModelConfig:
 def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
     """YaRN attention temperature correction: 0.1·m·ln f + 1 for f > 1."""
     return 1.0 if factor <= 1 else 0.1 * mscale * math.log(factor) + 1.0
+
+
+class _Reader:
+    """Typed reads of a config dict, with errors that name the file and the key."""
+
+    def __init__(self, d: dict[str, Any], source: str):
+        self.d, self.source = d, source
+
+    def err(self, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {msg}")
+
+    def get_int(self, key: str, default: int | None = None) -> int:
+        v = self.d.get(key, default)
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise self.err(f"{key!r} must be an integer, got {v!r}")
+        return v
+
+    def get_num(self, key: str, default: float) -> float:
+        v = self.d.get(key, default)
+        if v is None:
+            v = default
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+            raise self.err(f"{key!r} must be a finite number, got {v!r}")
+        return float(v)
+
+
+def _routing_fields(r: _Reader, mt: str, n_routed: int) -> dict[str, Any]:
+    """topk_method, scoring_func, n_group, topk_group and num_experts_per_tok, checked together."""
+    d = r.d
+    topk_method = d.get("topk_method") or ("noaux_tc" if mt != "deepseek_v2" else "greedy")
+    if topk_method not in TOPK_METHODS:
+        raise r.err(f"topk_method {topk_method!r} is not supported; expected one of {TOPK_METHODS}")
+    scoring = d.get("scoring_func") or ("sigmoid" if topk_method == "noaux_tc" else "softmax")
+    if scoring not in SCORING_FUNCS:
+        raise r.err(f"scoring_func {scoring!r} is not supported; expected one of {SCORING_FUNCS}")
+    if topk_method == "noaux_tc" and scoring != "sigmoid":
+        raise r.err("topk_method 'noaux_tc' requires scoring_func 'sigmoid'")
+
+    n_group = r.get_int("n_group", 1) if d.get("n_group") is not None else 1
+    topk_group = r.get_int("topk_group", 1) if d.get("topk_group") is not None else 1
+    top_k = r.get_int("num_experts_per_tok", 0) if n_routed else 0
+    if n_routed:
+        if n_routed % n_group:
+            raise r.err(f"n_routed_experts {n_routed} is not divisible by n_group {n_group}")
+        if not 1 <= topk_group <= n_group:
+            raise r.err(f"topk_group {topk_group} must be between 1 and n_group {n_group}")
+        if not 1 <= top_k <= n_routed:
+            raise r.err(f"num_experts_per_tok {top_k} must be between 1 and n_routed_experts {n_routed}")
+        if top_k > topk_group * (n_routed // n_group):
+            raise r.err(f"num_experts_per_tok {top_k} exceeds the experts in the {topk_group} kept groups")
+    return {"topk_method": topk_method, "scoring_func": scoring, "n_group": n_group,
+            "topk_group": topk_group, "num_experts_per_tok": top_k}
 
 
 def _parse_rope(d: dict[str, Any], err) -> RopeScaling | None:
