@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 SETUP = r"""
 import json, time
 from k2nb.magics import state
-from k2nb.agent.loop import Conversation
-from k2nb.agent.scripted import ScriptedBackend, Turn
+from k2nb.agent import Conversation
+from k2nb.backends.scripted import ScriptedBackend, Turn
 
 MODEL = {model!r}
 TOKEN_S = {token_ms} / 1000.0
@@ -31,7 +31,7 @@ THINK = " ".join(["I am thinking about the question step by step."] * {repeat})
 
 def backend():
     if MODEL:
-        from k2nb.agent.backend import EngineBackend
+        from k2nb.backends.engine import EngineBackend
         from k2nb.engine import load_model
         global _model
         try:
@@ -39,11 +39,15 @@ def backend():
         except NameError:
             _model = load_model(MODEL)
         return EngineBackend(_model)
+    from k2nb.backends.base import TurnStream
     class Slow(ScriptedBackend):
         def stream(self, prompt, options, cancel=None):
-            for chunk in super().stream(prompt, options, cancel):
-                time.sleep(TOKEN_S)   # the model's compute per token
-                yield chunk
+            turn = super().stream(prompt, options, cancel)
+            def slow():
+                for chunk in turn:
+                    time.sleep(TOKEN_S)   # the model's compute per token
+                    yield chunk
+            return TurnStream(slow(), turn.close)
     return Slow([Turn(think=THINK, calls=[("python", {{"code": "21 * 2"}})]),
                  Turn(think=THINK, answer="The answer is 42. " * 20)], chunk_chars=3)
 
