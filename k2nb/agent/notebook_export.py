@@ -95,6 +95,37 @@ def _markdown(node: Node, text: str, **extra: Any) -> Any:
     return v4.new_markdown_cell(source=text, metadata=_meta(node, **extra), id=_cell_id(node))
 
 
+def _call_cells(t: Trajectory, node: Node) -> list[Any]:
+    """A python call as a code cell with its outputs; any other call as markdown with its result."""
+    obs = next(iter(t.children(node, "observation")), None)
+    cell = _python_cell(node, obs)
+    if cell is not None:
+        return [cell]
+    args = node.data.get("arguments", node.text)
+    try:
+        args = json.dumps(json.loads(args), indent=2, ensure_ascii=False)
+    except (TypeError, ValueError, RecursionError):  # shown as the model wrote it
+        pass
+    src = f"**Tool call** `{node.data.get('name', '?')}` ({node.data.get('call_id', '')})\n\n" + _fence(
+        str(args), "json"
+    )
+    cells = [_markdown(node, src)]
+    if obs is not None:
+        label = "Observation" if obs.data.get("ok", True) else "Observation (error)"
+        cells.append(_markdown(obs, f"**{label}**\n\n" + _fence(obs.text)))
+    return cells
+
+
+def _checks_cell(t: Trajectory) -> Any:
+    rows = ["## Checks", "", "| check | status | evidence | node |", "|---|---|---|---|"]
+    for c in t.checks:
+        evidence = c.evidence.replace("|", "\\|").replace("\n", " ")
+        rows.append(f"| {c.name} | {_STATUS_MARK.get(c.status, c.status)} | {evidence} | {c.node or ''} |")
+    return v4.new_markdown_cell(
+        source="\n".join(rows), metadata={"k2nb": {"kind": "checks"}}, id="k2nb-checks"
+    )
+
+
 def trajectory_to_notebook(t: Trajectory) -> Any:
     cells: list[Any] = []
     question = t.question.strip()
@@ -124,24 +155,7 @@ def trajectory_to_notebook(t: Trajectory) -> Any:
             if node.text.strip():
                 cells.append(_markdown(node, "**Thinking**\n\n" + _quote(node.text)))
         elif kind == "tool_call":
-            obs = next(iter(t.children(node, "observation")), None)
-            cell = _python_cell(node, obs)
-            if cell is not None:
-                cells.append(cell)
-                continue
-            args = node.data.get("arguments", node.text)
-            try:
-                args = json.dumps(json.loads(args), indent=2, ensure_ascii=False)
-            except (TypeError, ValueError, RecursionError):  # shown as the model wrote it
-                pass
-            src = (
-                f"**Tool call** `{node.data.get('name', '?')}` ({node.data.get('call_id', '')})\n\n"
-                + _fence(str(args), "json")
-            )
-            cells.append(_markdown(node, src))
-            if obs is not None:
-                label = "Observation" if obs.data.get("ok", True) else "Observation (error)"
-                cells.append(_markdown(obs, f"**{label}**\n\n" + _fence(obs.text)))
+            cells += _call_cells(t, node)
         elif kind == "observation":
             cells.append(_markdown(node, "**Observation**\n\n" + _fence(node.text)))
         elif kind == "verification":
@@ -151,17 +165,7 @@ def trajectory_to_notebook(t: Trajectory) -> Any:
         elif kind == "error":
             cells.append(_markdown(node, "**Error.** " + node.text))
     if t.checks:
-        rows = ["## Checks", "", "| check | status | evidence | node |", "|---|---|---|---|"]
-        for c in t.checks:
-            evidence = c.evidence.replace("|", "\\|").replace("\n", " ")
-            rows.append(
-                f"| {c.name} | {_STATUS_MARK.get(c.status, c.status)} | {evidence} | {c.node or ''} |"
-            )
-        cells.append(
-            v4.new_markdown_cell(
-                source="\n".join(rows), metadata={"k2nb": {"kind": "checks"}}, id="k2nb-checks"
-            )
-        )
+        cells.append(_checks_cell(t))
     answer = t.answer
     nb = v4.new_notebook(
         cells=cells,

@@ -111,6 +111,48 @@ def _weight(checks: Sequence[Check], end_reason: str, answer: str | None) -> flo
     return weight if end_reason == "answer" else weight * 0.5
 
 
+def _run_path(
+    t: Trajectory,
+    i: int,
+    backend: Backend,
+    executor: Executor,
+    messages: list[Message],
+    opts: ThinkOptions,
+    started: float,
+) -> PathResult:
+    node = t.add("path", None, data={"index": i + 1, "seed": opts.path_seed(i)})
+    run = PathRun(t, node, i, backend, executor, messages, opts, started)
+    out, checks = run.run()
+    weight = _weight(checks, out.end_reason, out.answer)
+    status = "done" if out.answer else "failed"
+    t.finish(node, status, end_reason=out.end_reason, answer=out.answer, weight=weight)
+    return PathResult(
+        i, node, out.answer, out.answer_node, out.end_reason, run.msgs, checks, weight,
+        backend, executor, run.tool_calls, run.think_tokens,
+    )  # fmt: skip
+
+
+def _vote(t: Trajectory, results: list[PathResult]) -> tuple[list[Vote], int]:
+    """The votes of the paths and the index of the chosen one; several paths get an agreement check."""
+    votes = tally((r.index, r.answer, r.weight) for r in results)
+    chosen = votes[0].paths[0] if votes else 0
+    chosen = next((j for j, r in enumerate(results) if r.index == chosen), 0)
+    for r in results:
+        t.update(r.node, vote=normalise_answer(r.answer) if r.answer else None)
+    if len(results) > 1:
+        answered = [r for r in results if r.answer]
+        if votes and answered:
+            top = votes[0]
+            share = len(top.paths) / len(answered)
+            split = ", ".join(f"{v.key!r}: {len(v.paths)} (weight {v.weight:g})" for v in votes)
+            status = "passed" if share > 0.5 else "failed"
+            evidence = f"{len(top.paths)} of {len(answered)} paths answer {top.key!r} ({split})"
+            t.add_check("paths agree", status, evidence, t.root, "agreement", share=share)
+        else:
+            t.add_check("paths agree", "failed", "no path produced an answer", t.root, "agreement")
+    return votes, chosen
+
+
 def run_turn(
     backend: Backend,
     executor: Executor,
@@ -140,57 +182,10 @@ def run_turn(
         b = backend if n_paths == 1 else backend.fork()
         fork = getattr(executor, "fork", None)
         ex = executor if n_paths == 1 or fork is None else fork()
-        node = t.add("path", None, data={"index": i + 1, "seed": opts.path_seed(i)})
-        run = PathRun(t, node, i, b, ex, list(base), opts, started)
-        out, checks = run.run()
-        weight = _weight(checks, out.end_reason, out.answer)
-        t.finish(
-            node,
-            "done" if out.answer else "failed",
-            end_reason=out.end_reason,
-            answer=out.answer,
-            weight=weight,
-        )
-        results.append(
-            PathResult(
-                i,
-                node,
-                out.answer,
-                out.answer_node,
-                out.end_reason,
-                run.msgs,
-                checks,
-                weight,
-                b,
-                ex,
-                run.tool_calls,
-                run.think_tokens,
-            )
-        )
-        if out.end_reason == "cancelled":
+        results.append(_run_path(t, i, b, ex, list(base), opts, started))
+        if results[-1].end_reason == "cancelled":
             break
-    votes = tally((r.index, r.answer, r.weight) for r in results)
-    chosen = votes[0].paths[0] if votes else 0
-    chosen = next((j for j, r in enumerate(results) if r.index == chosen), 0)
-    for r in results:
-        t.update(r.node, vote=normalise_answer(r.answer) if r.answer else None)
-    if len(results) > 1:
-        answered = [r for r in results if r.answer]
-        if votes and answered:
-            top = votes[0]
-            share = len(top.paths) / len(answered)
-            split = ", ".join(f"{v.key!r}: {len(v.paths)} (weight {v.weight:g})" for v in votes)
-            status = "passed" if share > 0.5 else "failed"
-            t.add_check(
-                "paths agree",
-                status,
-                f"{len(top.paths)} of {len(answered)} paths answer {top.key!r} ({split})",
-                t.root,
-                "agreement",
-                share=share,
-            )
-        else:
-            t.add_check("paths agree", "failed", "no path produced an answer", t.root, "agreement")
+    votes, chosen = _vote(t, results)
     best = results[chosen]
     t.meta["answer"] = best.answer
     t.meta["end_reason"] = best.end_reason
