@@ -10,9 +10,10 @@ sees the exception when the call returns; after a grace period the worker is aba
 daemon thread), the call returns a timeout observation and the run goes on. `os._exit` and hard
 crashes of C extensions cannot be contained by either design short of a subprocess.
 
-Output is captured per thread (a router on sys.stdout/sys.stderr sends the worker's writes to its
-own buffer, everyone else's to the real stream), into buffers that keep a head and a tail and
-count what was dropped, so a tool printing 10 MB costs a bounded amount of memory.
+Output is captured per thread (a `StreamRouter` on sys.stdout/sys.stderr sends the worker's writes
+to its own buffer, everyone else's to the real stream), into buffers that keep a head and a tail
+and count what was dropped, so a tool printing 10 MB costs a bounded amount of memory. The stop
+button (KeyboardInterrupt in the calling thread) stops the worker and raises `ToolInterrupted`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import ast
 import ctypes
 import linecache
+import signal
 import sys
 import threading
 import time
@@ -33,6 +35,7 @@ from k2nb.agent.tools import Tool
 DEFAULT_TIMEOUT_S = 30.0
 DEFAULT_CAPTURE_CHARS = 200_000  # per stream per call, kept in the trajectory
 DEFAULT_MODEL_CHARS = 2_000  # what the model reads back per call
+STOP_GRACE_S = 0.5  # how long the stop button waits for a worker to stop before abandoning it
 
 
 def cut_middle(text: str, limit: int) -> str:
@@ -91,51 +94,78 @@ class CappedText:
         return head + tail
 
 
-class _ThreadRoutedStream:
-    """Stands in for sys.stdout/sys.stderr: writes from registered threads go to their sinks."""
+class StreamRouter:
+    """Stands in for sys.stdout or sys.stderr while k2nb captures output. A write goes to the sink
+    of the writing thread (`sinks`), else to the innermost capture taking the threads started under
+    it (`spawned`: the threads running before it began, its sink), else to the stream replaced."""
 
     def __init__(self, base: TextIO):
         self.base = base
-        self.sinks: dict[int, CappedText] = {}
+        self.sinks: dict[int, Any] = {}
+        # A tuple, replaced whole: writers in other threads iterate it without a lock.
+        self.spawned: tuple[tuple[frozenset[int], Any], ...] = ()
 
-    def _target(self) -> Any:
-        return self.sinks.get(threading.get_ident(), self.base)
+    def target(self) -> Any:
+        ident = threading.get_ident()
+        sink = self.sinks.get(ident)
+        if sink is not None:
+            return sink
+        for before, sink in reversed(self.spawned):
+            if ident not in before:
+                return sink
+        return self.base
+
+    def idle(self) -> bool:
+        return not self.sinks and not self.spawned
 
     def write(self, s: str) -> int:
-        return self._target().write(s)
+        return self.target().write(s)
 
     def writelines(self, lines: Any) -> None:
         for line in lines:
             self.write(line)
 
     def flush(self) -> None:
-        target = self._target()
-        if target is self.base:
-            self.base.flush()
+        flush = getattr(self.target(), "flush", None)
+        if flush is not None:
+            flush()
 
     def isatty(self) -> bool:
-        return False if threading.get_ident() in self.sinks else self.base.isatty()
+        target = self.target()
+        return target.isatty() if target is self.base else False
 
-    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ... of the real stream
+    def __getattr__(self, name: str) -> Any:  # encoding, fileno, ipykernel's set_parent, ...
         return getattr(self.base, name)
 
 
 _router_lock = threading.Lock()
 _router_users = 0
+# Every router made, by id of the stream it replaced; never emptied. CPython 3.11's print() holds a
+# borrowed reference to sys.stdout while it writes, so a router (or stream) freed while another
+# thread prints is written through after it was freed: a segfault. Kept here, a router taken off
+# sys.stdout stays valid and passes late writes to its base; keyed by base, so it is reused.
+_routers: dict[int, StreamRouter] = {}
 
 
-def _install_routers() -> tuple[_ThreadRoutedStream, _ThreadRoutedStream]:
+def acquire_routers() -> tuple[StreamRouter, StreamRouter]:
+    """Routers on sys.stdout and sys.stderr for one more user (see `release_routers`)."""
     global _router_users
     with _router_lock:
-        if not isinstance(sys.stdout, _ThreadRoutedStream):
-            sys.stdout = _ThreadRoutedStream(sys.stdout)  # type: ignore[assignment]
-        if not isinstance(sys.stderr, _ThreadRoutedStream):
-            sys.stderr = _ThreadRoutedStream(sys.stderr)  # type: ignore[assignment]
+        out, err = _router_on("stdout"), _router_on("stderr")
         _router_users += 1
-        return sys.stdout, sys.stderr  # type: ignore[return-value]
+        return out, err
 
 
-def _release_routers() -> None:
+def _router_on(name: str) -> StreamRouter:
+    stream = getattr(sys, name)
+    if not isinstance(stream, StreamRouter):
+        stream = _routers.setdefault(id(stream), StreamRouter(stream))
+        setattr(sys, name, stream)
+    return stream
+
+
+def release_routers() -> None:
+    """One user less; with none left, idle routers come off sys.stdout / sys.stderr (they stay alive)."""
     global _router_users
     with _router_lock:
         _router_users -= 1
@@ -143,8 +173,65 @@ def _release_routers() -> None:
             return
         for name in ("stdout", "stderr"):
             stream = getattr(sys, name)
-            if isinstance(stream, _ThreadRoutedStream) and not stream.sinks:
-                setattr(sys, name, stream.base)
+            while isinstance(stream, StreamRouter) and stream.idle():
+                stream = stream.base
+            setattr(sys, name, stream)
+
+
+class InterruptWatch:
+    """Notes each SIGINT (the stop button, Ctrl-C) the main thread gets while active, and raises
+    KeyboardInterrupt for it only while `armed` (where k2nb waits for a tool; raised while it sets
+    up or tears down, it would leave the streams half restored). `hit` says one came, even if the
+    code it hit dropped the KeyboardInterrupt (IPython's `!cmd` does). Inactive off the main thread
+    or where SIGINT has another handler than Python's default: that one is the user's."""
+
+    def __init__(self) -> None:
+        self.hit = False
+        self.armed = False
+        self.active = False
+        self._previous: Any = None
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        self.hit = True
+        if self.armed:
+            self._previous(signum, frame)  # Python's default handler: raises KeyboardInterrupt
+
+    def arm(self) -> None:
+        """From now on raise for a SIGINT; at once for one noted while disarmed."""
+        if self.hit:
+            raise KeyboardInterrupt
+        self.armed = True
+
+    def disarm(self) -> None:
+        self.armed = False
+
+    def __enter__(self) -> InterruptWatch:
+        if threading.current_thread() is threading.main_thread():
+            previous = signal.getsignal(signal.SIGINT)
+            if previous is signal.default_int_handler:
+                self._previous = previous
+                signal.signal(signal.SIGINT, self._on_sigint)
+                self.active = True
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        # A handler the code set meanwhile stays: the watch only takes back its own. `active` stays
+        # as it was, saying afterwards whether `hit` can be trusted.
+        if self.active and signal.getsignal(signal.SIGINT) == self._on_sigint:
+            signal.signal(signal.SIGINT, self._previous)
+        self.armed = False
+
+
+class ToolInterrupted(KeyboardInterrupt):
+    """The stop button during a tool call, raised once the call was stopped; code that does not know
+    it stops as for any KeyboardInterrupt. Each layer adds what the call gave: `outcome`
+    (`call_guarded`), `result` (the python tool), `observation` (an executor)."""
+
+    def __init__(self, outcome: Any = None, *, result: Any = None, observation: Any = None):
+        super().__init__("the run was stopped while a tool call ran")
+        self.outcome = outcome
+        self.result = result
+        self.observation = observation
 
 
 class CodeTimeout(BaseException):
@@ -172,6 +259,7 @@ class CallOutcome:
     stderr_chars: int = 0
     timed_out: bool = False
     abandoned: bool = False  # the worker did not stop after the timeout and was left running
+    interrupted: bool = False  # the caller's KeyboardInterrupt stopped it (see ToolInterrupted)
     duration_s: float = 0.0
 
 
@@ -187,66 +275,43 @@ def call_guarded(
 
     Every BaseException of `fn` (SystemExit, KeyboardInterrupt included) is returned in the outcome.
     A KeyboardInterrupt of the *calling* thread (the user pressing stop) stops the worker and is
-    re-raised, because that one is meant for the run, not for the tool.
+    re-raised as `ToolInterrupted` holding the outcome, because that one is meant for the run, not
+    for the tool.
     """
     out, err = CappedText(capture_chars), CappedText(capture_chars)
-    box: dict[str, Any] = {}
-    done = threading.Lock()  # held by whoever decides how the call ended
-    finished = False
-
-    def target() -> None:
-        nonlocal finished
-        try:
-            try:
-                box["value"] = fn()
-            except BaseException as exc:  # noqa: BLE001 - everything the tool does becomes an observation
-                box["exception"] = exc
-            with done:
-                finished = True
-        except BaseException:  # noqa: BLE001 - a timeout injected just after fn returned
-            pass
-
-    # The worker's sinks must be registered before it runs a line, and its ident is only known
-    # once it has started, so it waits on `go` until they are in place.
-    go = threading.Event()
-
-    def gated() -> None:
-        go.wait()
-        target()
-
-    stdout, stderr = _install_routers()
-    worker = threading.Thread(target=gated, name=name, daemon=True)
+    routers = acquire_routers()
+    w = _Worker(fn, name)
     start = time.perf_counter()
-    timed_out = abandoned = False
-    try:
-        worker.start()
-        assert worker.ident is not None
-        stdout.sinks[worker.ident] = out
-        stderr.sinks[worker.ident] = err
-        go.set()
+    timed_out = abandoned = interrupted = False
+    with InterruptWatch() as watch:
         try:
-            worker.join(timeout_s)
-            if worker.is_alive():
-                timed_out = _stop(worker, lambda: finished, done, grace_s)
-                abandoned = worker.is_alive()
+            w.thread.start()
+            for router, sink in zip(routers, (out, err), strict=True):
+                router.sinks[w.ident] = sink
+            w.go.set()
+            # Wait on an event, not on join(): a KeyboardInterrupt inside Thread.join() leaves
+            # CPython 3.11 taking the still running worker for stopped (is_alive() False).
+            watch.arm()
+            w.ended.wait(timeout_s)
+            watch.disarm()
+            if w.ended.is_set():
+                w.thread.join()  # its last lines
+            else:
+                timed_out = w.stop(grace_s)
+                abandoned = w.thread.is_alive()
         except KeyboardInterrupt:
-            _stop(worker, lambda: finished, done, grace_s)
-            raise
-    finally:
-        if worker.is_alive():
-            # An abandoned worker keeps its (bounded) sinks so its output never lands in the real
-            # stream in the middle of someone else's text; they are dropped when it ends.
-            _release_when_done(worker, stdout, stderr)
-        else:
-            if worker.ident is not None:
-                stdout.sinks.pop(worker.ident, None)
-                stderr.sinks.pop(worker.ident, None)
-            _release_routers()
-    exc = box.get("exception")
-    if timed_out and isinstance(exc, CodeTimeout):
-        exc = None  # reported through `timed_out`, with its own sentence
-    return CallOutcome(
-        value=box.get("value"),
+            watch.disarm()
+            interrupted = True
+            w.stop(min(grace_s, STOP_GRACE_S))  # briefly: the user is waiting on the stop button
+            abandoned = w.thread.is_alive()
+        finally:
+            _drop_sinks(w.thread, *routers)
+        interrupted = interrupted or watch.hit
+    exc = w.box.get("exception")
+    if (timed_out or interrupted) and isinstance(exc, CodeTimeout):
+        exc = None  # reported through `timed_out` / `interrupted`, with its own sentence
+    outcome = CallOutcome(
+        value=w.box.get("value"),
         exception=exc,
         stdout=out.getvalue(),
         stderr=err.getvalue(),
@@ -254,36 +319,91 @@ def call_guarded(
         stderr_chars=err.total,
         timed_out=timed_out,
         abandoned=abandoned,
+        interrupted=interrupted,
         duration_s=time.perf_counter() - start,
     )
+    if interrupted:
+        raise ToolInterrupted(outcome)
+    return outcome
 
 
-def _stop(
-    worker: threading.Thread, is_finished: Callable[[], bool], done: threading.Lock, grace_s: float
-) -> bool:
-    """Inject CodeTimeout until the worker ends or `grace_s` passes; True if it was still running."""
-    assert worker.ident is not None
-    deadline = time.perf_counter() + grace_s
-    injected = False
-    while worker.is_alive() and time.perf_counter() < deadline:
-        with done:
-            if is_finished():
-                break  # it finished on its own between the join and now
-            _async_raise(worker.ident, CodeTimeout)
-            injected = True
-        # Re-inject now and then: a bare `except:` in the tool may have swallowed the first one.
-        worker.join(0.05)
-    return injected
+class _Worker:
+    """The daemon thread of one guarded call; `box` gets `fn`'s value or exception. Its sinks must
+    be registered before it runs a line, and its ident is only known once it has started, so it
+    waits on `go` until they are in place."""
+
+    def __init__(self, fn: Callable[[], Any], name: str):
+        self.fn = fn
+        self.box: dict[str, Any] = {}
+        self.done = threading.Lock()  # held by whoever decides how the call ended
+        self.finished = False
+        self.go, self.ended = threading.Event(), threading.Event()
+        self.run_it = True
+        self.thread = threading.Thread(target=self._gated, name=name, daemon=True)
+
+    @property
+    def ident(self) -> int:
+        assert self.thread.ident is not None
+        return self.thread.ident
+
+    def _gated(self) -> None:
+        try:
+            self.go.wait()
+            if self.run_it:
+                self._target()
+        finally:
+            self.ended.set()
+
+    def _target(self) -> None:
+        try:
+            try:
+                self.box["value"] = self.fn()
+            except BaseException as exc:  # noqa: BLE001 - everything the tool does becomes an observation
+                self.box["exception"] = exc
+            with self.done:
+                self.finished = True
+        except BaseException:  # noqa: BLE001 - a timeout injected just after fn returned
+            pass
+
+    def stop(self, grace_s: float) -> bool:
+        """Inject CodeTimeout until the worker ends or `grace_s` passes; True if it was running."""
+        if not self.go.is_set():  # stopped before it began: it never runs `fn`
+            self.run_it = False
+            self.go.set()
+            return False
+        if self.thread.ident is None:
+            return False
+        deadline = time.perf_counter() + grace_s
+        injected = False
+        while self.thread.is_alive() and time.perf_counter() < deadline:
+            with self.done:
+                if self.finished:
+                    break  # it finished on its own between the wait and now
+                _async_raise(self.ident, CodeTimeout)
+                injected = True
+            # Re-inject now and then: a bare `except:` in the tool may have swallowed the first one.
+            self.thread.join(0.05)
+        return injected
 
 
-def _release_when_done(worker: threading.Thread, *streams: _ThreadRoutedStream) -> None:
+def _drop_sinks(worker: threading.Thread, *routers: StreamRouter) -> None:
+    """The call is over: its sinks come off the routers, at once or when its worker ends. An
+    abandoned worker keeps its (bounded) sinks until then, so its output never lands in the real
+    stream in the middle of someone else's text."""
     ident = worker.ident
+
+    def drop() -> None:
+        for r in routers:
+            r.sinks.pop(ident, None)  # type: ignore[arg-type]
+        release_routers()
+
+    if not worker.is_alive():
+        drop()
+        return
 
     def reaper() -> None:
         worker.join()
-        for s in streams:
-            s.sinks.pop(ident, None)  # type: ignore[arg-type]
-        _release_routers()
+        drop()
 
     threading.Thread(target=reaper, name="k2nb-reaper", daemon=True).start()
 
@@ -309,6 +429,7 @@ class PythonResult:
     model_traceback: str = ""
     timed_out: bool = False
     abandoned: bool = False
+    interrupted: bool = False  # the stop button ended the run during this call
     stdout_chars: int = 0
     stderr_chars: int = 0
     duration_s: float = 0.0
@@ -356,11 +477,9 @@ class PythonResult:
 
 
 def _short_traceback(r: PythonResult) -> str:
-    if r.timed_out:
+    if r.timed_out or r.interrupted:
         return f"{r.ename}: {r.evalue}"
     return r.model_traceback or "".join(r.traceback).rstrip("\n") or f"{r.ename}: {r.evalue}"
-
-
 
 
 class PythonTool(Tool):
@@ -430,29 +549,45 @@ class PythonTool(Tool):
             return repr(value)
 
         limit = self.timeout_s if timeout_s is None else timeout_s
-        out = call_guarded(execute, timeout_s=limit, capture_chars=self.capture_chars, name="k2nb-python")
-        result.stdout, result.stderr = out.stdout, out.stderr
-        result.stdout_chars, result.stderr_chars = out.stdout_chars, out.stderr_chars
-        result.duration_s = out.duration_s
-        result.timed_out, result.abandoned = out.timed_out, out.abandoned
-        if out.timed_out:
-            result.ename = "TimeoutError"
-            if out.abandoned:
-                result.evalue = (
-                    f"the code ran past the {limit:g} s limit and could not be stopped (it is blocked in a "
-                    "C call); it was left running in the background"
-                )
-            else:
-                result.evalue = f"the code ran past the {limit:g} s limit and was stopped"
-            result.traceback = [f"{result.ename}: {result.evalue}\n"]
-        elif out.exception is not None:
-            exc = out.exception
-            result.ename, result.evalue = type(exc).__name__, str(exc)
-            result.traceback = format_user_traceback(exc)
-            result.model_traceback = format_cell_traceback(exc, filename)
+        try:
+            out = call_guarded(execute, timeout_s=limit, capture_chars=self.capture_chars, name="k2nb-python")
+        except ToolInterrupted as stop:
+            stop.result = _filled(result, stop.outcome, limit, filename)
+            raise
+        return _filled(result, out, limit, filename)
+
+
+INTERRUPTED = "the run was stopped while this call ran"  # the evalue of an interrupted call
+
+
+def _filled(result: PythonResult, out: CallOutcome, limit: float | None, filename: str) -> PythonResult:
+    """`result` completed with what the guarded call gave."""
+    result.stdout, result.stderr = out.stdout, out.stderr
+    result.stdout_chars, result.stderr_chars = out.stdout_chars, out.stderr_chars
+    result.duration_s = out.duration_s
+    result.timed_out, result.abandoned = out.timed_out, out.abandoned
+    result.interrupted = out.interrupted
+    if out.interrupted:
+        result.ename, result.evalue = "KeyboardInterrupt", INTERRUPTED
+        result.traceback = [f"{result.ename}: {result.evalue}\n"]
+    elif out.timed_out:
+        result.ename = "TimeoutError"
+        if out.abandoned:
+            result.evalue = (
+                f"the code ran past the {limit:g} s limit and could not be stopped (it is blocked in a "
+                "C call); it was left running in the background"
+            )
         else:
-            result.value = out.value
-        return result
+            result.evalue = f"the code ran past the {limit:g} s limit and was stopped"
+        result.traceback = [f"{result.ename}: {result.evalue}\n"]
+    elif out.exception is not None:
+        exc = out.exception
+        result.ename, result.evalue = type(exc).__name__, str(exc)
+        result.traceback = format_user_traceback(exc)
+        result.model_traceback = format_cell_traceback(exc, filename)
+    else:
+        result.value = out.value
+    return result
 
 
 def _compile(code: str, filename: str) -> tuple[Any, Any]:

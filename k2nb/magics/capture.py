@@ -26,6 +26,7 @@ from typing import Any
 
 from IPython.core.displaypub import DisplayPublisher
 
+from k2nb.agent.python_tool import INTERRUPTED, InterruptWatch, acquire_routers, release_routers
 from k2nb.magics.cells import Output
 
 
@@ -139,12 +140,12 @@ class OutputRecorder:
 
 
 class _RecordingStream:
-    """Stands in for sys.stdout / sys.stderr while a tool cell runs."""
+    """Where the tool cell's writes to sys.stdout / sys.stderr go, through k2nb's `StreamRouter`
+    (which answers `encoding`, `fileno`, ... from the real stream)."""
 
-    def __init__(self, name: str, recorder: OutputRecorder, base: Any):
+    def __init__(self, name: str, recorder: OutputRecorder):
         self.name = name
         self.recorder = recorder
-        self.base = base
 
     def write(self, s: str) -> int:
         if not isinstance(s, str):
@@ -152,22 +153,8 @@ class _RecordingStream:
         self.recorder.stream(self.name, s)
         return len(s)
 
-    def writelines(self, lines: Any) -> None:
-        for line in lines:
-            self.write(line)
-
     def flush(self) -> None:
         return None
-
-    def isatty(self) -> bool:
-        return False
-
-    @property
-    def encoding(self) -> str:
-        return getattr(self.base, "encoding", "utf-8") or "utf-8"
-
-    def __getattr__(self, name: str) -> Any:  # fileno, errors, ... of the real stream
-        return getattr(self.base, name)
 
 
 class _RecordingPublisher(DisplayPublisher):
@@ -222,7 +209,7 @@ class CellRun:
 def recording(shell: Any, recorder: OutputRecorder) -> Iterator[OutputRecorder]:
     """Redirect every output channel of `shell` into `recorder` for the duration."""
     hook = shell.displayhook
-    saved_out, saved_err, saved_hook_sys = sys.stdout, sys.stderr, sys.displayhook
+    saved_hook_sys = sys.displayhook
     saved_pub = shell.display_pub
     patched: list[str] = []
 
@@ -248,14 +235,13 @@ def recording(shell: Any, recorder: OutputRecorder) -> Iterator[OutputRecorder]:
         patched.append(name)
     shell._showtraceback = show_traceback
     shell.display_pub = _RecordingPublisher(recorder, saved_pub, shell)
-    sys.stdout = _RecordingStream("stdout", recorder, saved_out)
-    sys.stderr = _RecordingStream("stderr", recorder, saved_err)
     # A nested run_cell keeps the outer cell's display trap, i.e. whatever sys.displayhook is now.
     sys.displayhook = hook
     try:
-        yield recorder
+        with _routed_streams(recorder):
+            yield recorder
     finally:
-        sys.stdout, sys.stderr, sys.displayhook = saved_out, saved_err, saved_hook_sys
+        sys.displayhook = saved_hook_sys
         shell.display_pub = saved_pub
         del shell._showtraceback  # back to the class's method
         for name in patched:
@@ -263,6 +249,33 @@ def recording(shell: Any, recorder: OutputRecorder) -> Iterator[OutputRecorder]:
                 delattr(hook, name)
             except AttributeError:
                 pass
+
+
+@contextmanager
+def _routed_streams(recorder: OutputRecorder) -> Iterator[None]:
+    """sys.stdout / sys.stderr writes of this thread, and of the threads it starts meanwhile, go to
+    `recorder`. Threads already running (a user's progress printer, say) are not the cell's: their
+    writes go where they went before. The streams are routed, never swapped: see `StreamRouter`."""
+    me = threading.get_ident()
+    before = frozenset(t.ident for t in threading.enumerate() if t.ident is not None) - {me}
+    routers = acquire_routers()
+    taken = []
+    for router, name in zip(routers, ("stdout", "stderr"), strict=True):
+        sink = _RecordingStream(name, recorder)
+        entry = (before, sink)
+        taken.append((router, router.sinks.get(me), entry))  # an outer tool cell's sink comes back after
+        router.sinks[me] = sink
+        router.spawned = (*router.spawned, entry)
+    try:
+        yield
+    finally:
+        for router, outer, entry in taken:
+            if outer is None:
+                router.sinks.pop(me, None)
+            else:
+                router.sinks[me] = outer
+            router.spawned = tuple(e for e in router.spawned if e is not entry)
+        release_routers()
 
 
 class ToolCellTimeout(BaseException):
@@ -351,6 +364,9 @@ def run_tool_cell(
     numbered after the tool cell, so no two history entries share a number. IPython < 9.18 increments
     the count at the end of a cell and later versions at its start; both run a cell under the count
     found in `shell.execution_count` when it starts, which is what is set here.
+
+    The stop button during the cell sets `interrupted`, even where the code dropped the
+    KeyboardInterrupt (IPython's `!cmd` does, so may a user's `except KeyboardInterrupt:`).
     """
     offset = shell.execution_count - running_cell_count(shell)  # 0 (old IPython) or 1 (new)
     if outer_count is not None:
@@ -365,14 +381,23 @@ def run_tool_cell(
     # A nested run_cell points the display hook at its own ExecutionResult and clears it at the end;
     # the outer %%k2think cell's result (its value, `_`) must survive that.
     outer_result = getattr(shell.displayhook, "exec_result", None)
+    result = None
+    fired = [False]
+    stopped = False
+    # Outermost, so that a stop while k2nb sets the cell up or tears it down is noted, not raised
+    # into the middle of restoring the shell; it is raised only inside run_cell (armed).
+    watch = InterruptWatch()
     try:
-        with _held_ui_poll_hooks(shell), recording(shell, recorder):
-            with time_limit(timeout_s) as fired:
-                try:
-                    result = shell.run_cell(code, store_history=True)
-                except ToolCellTimeout:  # fired between IPython's own handlers: still this cell's
-                    result = None
-                    recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
+        with watch, _held_ui_poll_hooks(shell), recording(shell, recorder), time_limit(timeout_s) as fired:
+            try:
+                watch.arm()  # raises at once for a stop noted while setting up
+                result = shell.run_cell(code, store_history=True)
+            except ToolCellTimeout:  # fired between IPython's own handlers: still this cell's
+                recorder.error("ToolCellTimeout", "the cell ran past its time limit and was stopped", [])
+            finally:
+                watch.disarm()
+    except KeyboardInterrupt:  # the stop before the cell began, or (no watch) in k2nb's own code
+        stopped = True
     finally:
         shell.displayhook.exec_result = outer_result
         if outer_count is not None:  # the outer cell's output (and kernel reply) numbered after this cell
@@ -380,19 +405,30 @@ def run_tool_cell(
     run.duration_s = time.monotonic() - started
     run.result = result
     run.timed_out = fired[0]
+    _conclude(run, result, recorder, stopped or watch.hit)
+    return run
+
+
+def _conclude(run: CellRun, result: Any, recorder: OutputRecorder, stopped: bool) -> None:
+    """The error, interruption and outputs of a finished tool cell, into `run`. `stopped`: the stop
+    button was seen; a KeyboardInterrupt the cell ended with counts as one too."""
     err = None
     if result is not None:
         err = result.error_before_exec or result.error_in_exec
+    run.interrupted = stopped or isinstance(err, KeyboardInterrupt)
     if err is not None:
         run.ename, run.evalue = type(err).__name__, str(err)
-        run.interrupted = isinstance(err, KeyboardInterrupt)
+    elif run.interrupted:  # the code dropped the KeyboardInterrupt: the cell still shows the stop
+        run.ename = "KeyboardInterrupt"
+        recorder.error(run.ename, INTERRUPTED, [f"{run.ename}: {INTERRUPTED}"])
     elif result is None:
         run.ename, run.evalue = "ToolCellTimeout", "the cell ran past its time limit and was stopped"
+    if run.interrupted and run.ename == "KeyboardInterrupt":
+        run.evalue = INTERRUPTED
     run.outputs = recorder.final_outputs()
     for out in run.outputs:
         if out["output_type"] == "error" and run.ename is not None:
             run.traceback = list(out.get("traceback") or [])
-    return run
 
 
 @contextmanager
