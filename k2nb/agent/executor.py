@@ -7,6 +7,7 @@ or bad arguments become the same observation, whatever runs the tool.
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
@@ -15,15 +16,20 @@ from k2nb.agent.python_tool import (
     DEFAULT_CAPTURE_CHARS,
     DEFAULT_MODEL_CHARS,
     DEFAULT_TIMEOUT_S,
+    INTERRUPTED,
+    CallOutcome,
     PythonResult,
     PythonTool,
+    ToolInterrupted,
     call_guarded,
     cut_middle,
     format_user_traceback,
 )
 from k2nb.agent.tools import Tool, ToolDefinitionError, as_tool
 
-ErrorKind = Literal["unknown_tool", "invalid_json", "invalid_arguments", "tool_error", "timeout"]
+ErrorKind = Literal[
+    "unknown_tool", "invalid_json", "invalid_arguments", "tool_error", "timeout", "interrupted"
+]
 
 
 @dataclass(slots=True)
@@ -77,7 +83,9 @@ class Executor(Protocol):
         ...
 
     def execute(self, call: ToolCallRequest) -> Observation:
-        """Run one call. Never raises for anything the model or the tool did wrong."""
+        """Run one call. Never raises for anything the model or the tool did wrong; the stop button
+        during the call sets the run's cancel event where the executor has it, else raises
+        KeyboardInterrupt (`ToolInterrupted`, whose `observation` says what the call did)."""
         ...
 
 
@@ -147,6 +155,10 @@ class LocalExecutor:
 
     `namespace` defaults to a fresh dict; pass the user's own (e.g. IPython's `user_ns`) to let the
     model work on their variables. `python=False` leaves the built-in python tool out.
+
+    `cancel` is the run's cancel event (`ThinkOptions.cancel`): the stop button during a call sets
+    it and the call's observation says it was interrupted, so the loop keeps it and ends the run as
+    "cancelled". Without one the interrupt is raised (`ToolInterrupted`, carrying the observation).
     """
 
     def __init__(
@@ -159,8 +171,10 @@ class LocalExecutor:
         model_chars: int = DEFAULT_MODEL_CHARS,
         capture_chars: int = DEFAULT_CAPTURE_CHARS,
         python_style: dict[str, Any] | None = None,
+        cancel: threading.Event | None = None,
     ):
         self.python_style = dict(python_style or {})  # error_detail / empty_text of the python tool
+        self.cancel = cancel
         self.timeout_s = timeout_s
         self.model_chars = model_chars
         self.capture_chars = capture_chars
@@ -196,6 +210,7 @@ class LocalExecutor:
             model_chars=self.model_chars,
             capture_chars=self.capture_chars,
             python_style=self.python_style,
+            cancel=self.cancel,
         )
 
     def execute(self, call: ToolCallRequest) -> Observation:
@@ -203,17 +218,30 @@ class LocalExecutor:
         if isinstance(resolved, Observation):
             return resolved
         tool, args = resolved
-        if isinstance(tool, PythonTool):
-            result = tool.run(args["code"])
-            return python_observation(call, result, tool.model_text(result))
-        out = call_guarded(
-            lambda: tool.invoke(args),
-            timeout_s=self.timeout_s,
-            capture_chars=self.capture_chars,
-            name=call.name,
-        )
+        try:
+            if isinstance(tool, PythonTool):
+                result = tool.run(args["code"])
+                return python_observation(call, result, tool.model_text(result))
+            out = call_guarded(
+                lambda: tool.invoke(args),
+                timeout_s=self.timeout_s,
+                capture_chars=self.capture_chars,
+                name=call.name,
+            )
+        except ToolInterrupted as stop:
+            if isinstance(tool, PythonTool):
+                stop.observation = python_observation(call, stop.result, tool.model_text(stop.result))
+            else:
+                stop.observation = self._observe(call, stop.outcome)
+            return interrupted_observation(stop, self.cancel)
+        return self._observe(call, out)
+
+    def _observe(self, call: ToolCallRequest, out: CallOutcome) -> Observation:
+        """The observation of a plain (not python) tool's guarded call."""
         data: dict[str, Any] = {"stdout": out.stdout, "stderr": out.stderr}
-        if out.timed_out:
+        if out.interrupted:
+            obs = _error(call, "interrupted", INTERRUPTED)
+        elif out.timed_out:
             sentence = f"tool '{call.name}' ran past the {self.timeout_s:g} s limit and was stopped"
             obs = _error(call, "timeout", sentence)
         elif out.exception is not None:
@@ -233,12 +261,23 @@ class LocalExecutor:
         return obs
 
 
+def interrupted_observation(stop: ToolInterrupted, cancel: threading.Event | None) -> Observation:
+    """The observation of a call the stop button ended, to return once the run's `cancel` event is
+    set (the loop then ends the run as "cancelled"); without an event the interrupt goes on up."""
+    if cancel is None:
+        raise stop
+    cancel.set()
+    return stop.observation
+
+
 def python_observation(call: ToolCallRequest, result: PythonResult, text: str | None = None) -> Observation:
     """The observation of one python run (shared with executors that run code elsewhere); `text`
     is what the model reads, by default `result.to_model_text()`."""
     kind: ErrorKind | None = None
     sentence = None
-    if result.timed_out:
+    if result.interrupted:
+        kind, sentence = "interrupted", INTERRUPTED
+    elif result.timed_out:
         kind, sentence = "timeout", f"{result.ename}: {result.evalue}"
     elif not result.ok:
         kind, sentence = "tool_error", f"{result.ename}: {result.evalue}"

@@ -5,7 +5,8 @@ its own execution count, and its nbformat outputs go two ways: to a `CellSink` (
 below the `%%k2think` cell by the JupyterLab extension, or an inline rendering) and, as the same
 `PythonResult` text the agent's own python tool produces, back to the model. Other tools run like
 in `LocalExecutor`. A raising cell shows its traceback in its own cell and the run goes on; the stop
-button in a tool cell ends the whole run (the `cancel` event), not just the cell.
+button in a tool cell ends the whole run (the `cancel` event, or else a KeyboardInterrupt raised on),
+not just the cell, even where the cell's code swallowed the KeyboardInterrupt.
 """
 
 from __future__ import annotations
@@ -15,13 +16,21 @@ import threading
 from collections.abc import Iterable
 from typing import Any
 
-from k2nb.agent.executor import LocalExecutor, Observation, ToolCallRequest, ToolRegistry, python_observation
+from k2nb.agent.executor import (
+    LocalExecutor,
+    Observation,
+    ToolCallRequest,
+    ToolRegistry,
+    interrupted_observation,
+    python_observation,
+)
 from k2nb.agent.python_tool import (
     DEFAULT_CAPTURE_CHARS,
     DEFAULT_MODEL_CHARS,
     DEFAULT_TIMEOUT_S,
     PythonResult,
     PythonTool,
+    ToolInterrupted,
 )
 from k2nb.agent.tools import Tool
 from k2nb.magics.approval import Approval
@@ -97,6 +106,7 @@ class NotebookExecutor:
             timeout_s=timeout_s,
             model_chars=model_chars,
             capture_chars=capture_chars,
+            cancel=cancel,
         )
 
     def tool_schemas(self) -> list[dict[str, Any]]:
@@ -121,8 +131,9 @@ class NotebookExecutor:
         try:
             decision = self.approval.decide(call.name, shown)
         except KeyboardInterrupt:  # the stop button while waiting for Run / Skip
-            if self.cancel is not None:
-                self.cancel.set()
+            if self.cancel is None:
+                raise
+            self.cancel.set()
             decision = "skip"
         if decision == "skip":
             sentence = "the user chose not to run this call"
@@ -180,12 +191,12 @@ class NotebookExecutor:
                 "metadata": meta,
             }
         )
-        if run.interrupted and self.cancel is not None:
-            self.cancel.set()  # the stop button was meant for the run, not for this one cell
         result = python_result(code, run)
         obs = python_observation(call, result, self.python.model_text(result))
         obs.data["cell_id"] = cell_id
         obs.data["outputs"] = run.outputs
+        if run.interrupted:  # the stop button was meant for the run, not for this one cell
+            return interrupted_observation(ToolInterrupted(result=result, observation=obs), self.cancel)
         return obs
 
 
@@ -214,6 +225,7 @@ def python_result(code: str, run: CellRun) -> PythonResult:
         evalue=run.evalue,
         traceback=traceback,
         timed_out=run.timed_out,
+        interrupted=run.interrupted,
         stdout_chars=len(stdout),
         stderr_chars=len(stderr),
         duration_s=run.duration_s,
