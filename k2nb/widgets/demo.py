@@ -96,6 +96,74 @@ class _Router:
         return ex, wt
 
 
+class _Writer:
+    """Writes a scripted run into a trajectory, token by token, with synthetic routing; the tokens of
+    the chosen path also go to the routing record the views show."""
+
+    def __init__(self, t: Trajectory, tok: DemoTokenizer, router: _Router, trace: RoutingBuffer, pos: int):
+        self.t, self.tok, self.router, self.trace, self.pos = t, tok, router, trace, pos
+
+    def emit(self, node: Node, text: str, record: bool = True, append_text: bool = True) -> None:
+        from k2nb.widgets.data import CHANNELS
+
+        ids = self.tok.encode(text)
+        ex, wt = self.router.route(CHANNELS.index(node.kind), len(ids))
+        for i, tid in enumerate(ids):
+            shown = self.tok.vocab[tid] if append_text else ""
+            self.t.add_token(node, self.pos + i, tid, ex[i], wt[i], text=shown)
+        if record:
+            self.trace.extend(np.arange(self.pos, self.pos + len(ids)), ids, ex, wt)
+        self.pos += len(ids)
+
+    def step(self, kind: str, parent: Node, text: str, record: bool = True) -> Node:
+        n = self.t.add(kind, parent, "", {})
+        self.emit(n, text, record)
+        self.t.finish(n)
+        return n
+
+    def call(self, parent: Node, code: str, result: str, ok: bool = True, record: bool = True) -> Node:
+        args = json.dumps({"code": code})
+        n = self.t.add_tool_call(parent, f"functions.python:{self.pos}", "python", "", None)
+        self.emit(n, args, record)
+        self.t.update(n, text=args, arguments=args, parsed={"code": code})
+        self.t.finish(n)
+        o = self.t.add_observation(n, {"ok": ok, "text": result})
+        self.emit(o, result, record, append_text=False)  # the observation record already holds the text
+        return n
+
+
+def _chosen_path(w: _Writer, seed: int, repeat_thinking: int) -> tuple[Node, Node]:
+    """A rolled-back attempt (ungrounded answer) and a verified one; the path and its answer."""
+    t = w.t
+    think = " ".join(["I should look at the data before answering, not guess."] * repeat_thinking)
+    path = t.add("path", None, "", {"seed": seed})
+    a0 = t.add("attempt", path, "")
+    w.step("thinking", a0, f"The user wants the mean price. {think} Let me compute df['price'].mean().")
+    w.call(a0, "df['price'].mean()", "KeyError: 'price'", ok=False)
+    w.step("thinking", a0, "The column name differs. Let me list the columns first.")
+    w.call(a0, "list(df.columns)", "['Price', 'qty', 'region']")
+    ans0 = w.step("answer", a0, "The mean price is 41.5.")
+    t.add_check("grounded", "failed", "41.5 does not appear in any tool result or in the question", ans0,
+                "grounded")
+    t.finish(a0, "rolled_back", failed_checks=["c0"])
+
+    a1 = t.add("attempt", path, "", {"after": a0.id, "reason": "answer not grounded in a tool result"})
+    w.step("thinking", a1, f"I must compute the value, not guess it. {think} Use the 'Price' column.")
+    w.call(a1, "round(df['Price'].mean(), 2)", "38.27")
+    v = t.add("verification", a1, "", {})
+    w.emit(v, "assert abs(df['Price'].sum() / len(df) - 38.27) < 0.01  # True")
+    t.finish(v)
+    ans1 = w.step("answer", a1, "The mean of `Price` is **38.27** (computed from 240 rows).")
+    t.add_check("valid arguments", "passed", "every tool call parsed and matched its schema", a1, "args")
+    t.add_check("grounded", "passed", "38.27 came from the result of round(df['Price'].mean(), 2)", ans1,
+                "grounded")
+    t.add_check("self_verify", "passed", "the assert on the sum ÷ count ran without error", v,
+                "self_verify")
+    t.finish(a1)
+    t.finish(path)
+    return path, ans1
+
+
 def synthetic_run(
     scale: str = "small", seed: int = 0, paths: int = 2, repeat_thinking: int = 1
 ) -> SyntheticRun:
@@ -115,77 +183,23 @@ def synthetic_run(
     clock = iter(np.arange(0, 10_000, 0.37))
     t = Trajectory(QUESTION, {"model": "synthetic"}, clock=lambda: float(next(clock)))
     trace = RoutingBuffer(n_layers, top_k, tuple(range(1, n_layers + 1)), n_experts)
-
     prompt_ids = tok.encode(PROMPT)
-    e, w = router.route(CHANNELS.index("prompt"), len(prompt_ids))
-    trace.extend(np.arange(len(prompt_ids)), prompt_ids, e, w, prompt=True)
-    state = {"pos": len(prompt_ids)}
-
-    def emit(node: Node, text: str, record: bool = True, append_text: bool = True) -> None:
-        """Tokens of `text` attributed to `node` (and, for the traced path, appended to the trace)."""
-        ids = tok.encode(text)
-        ex, wt = router.route(CHANNELS.index(node.kind), len(ids))
-        for i, tid in enumerate(ids):
-            t.add_token(node, state["pos"] + i, tid, ex[i], wt[i], text=tok.vocab[tid] if append_text else "")
-        if record:
-            trace.extend(np.arange(state["pos"], state["pos"] + len(ids)), ids, ex, wt)
-        state["pos"] += len(ids)
-
-    def step(kind: str, parent: Node, text: str, record: bool = True, **data: object) -> Node:
-        n = t.add(kind, parent, "", dict(data))
-        emit(n, text, record)
-        t.finish(n)
-        return n
-
-    def call(parent: Node, code: str, result: str, ok: bool = True, record: bool = True) -> Node:
-        args = json.dumps({"code": code})
-        n = t.add_tool_call(parent, f"functions.python:{state['pos']}", "python", "", None)
-        emit(n, args, record)
-        t.update(n, text=args, arguments=args, parsed={"code": code})
-        t.finish(n)
-        o = t.add_observation(n, {"ok": ok, "text": result})
-        emit(o, result, record, append_text=False)  # the observation record already holds the text
-        return n
-
-    think = " ".join(["I should look at the data before answering, not guess."] * repeat_thinking)
-    path = t.add("path", None, "", {"seed": seed})
-    a0 = t.add("attempt", path, "")
-    step("thinking", a0, f"The user wants the mean price. {think} Let me compute df['price'].mean().")
-    call(a0, "df['price'].mean()", "KeyError: 'price'", ok=False)
-    step("thinking", a0, "The column name differs. Let me list the columns first.")
-    call(a0, "list(df.columns)", "['Price', 'qty', 'region']")
-    ans0 = step("answer", a0, "The mean price is 41.5.")
-    t.add_check("grounded", "failed", "41.5 does not appear in any tool result or in the question", ans0,
-                "grounded")
-    t.finish(a0, "rolled_back", failed_checks=["c0"])
-
-    a1 = t.add("attempt", path, "", {"after": a0.id, "reason": "answer not grounded in a tool result"})
-    step("thinking", a1, f"I must compute the value, not guess it. {think} Use the 'Price' column.")
-    call(a1, "round(df['Price'].mean(), 2)", "38.27")
-    v = t.add("verification", a1, "", {})
-    emit(v, "assert abs(df['Price'].sum() / len(df) - 38.27) < 0.01  # True")
-    t.finish(v)
-    ans1 = step("answer", a1, "The mean of `Price` is **38.27** (computed from 240 rows).")
-    t.add_check("valid arguments", "passed", "every tool call parsed and matched its schema", a1, "args")
-    t.add_check("grounded", "passed", "38.27 came from the result of round(df['Price'].mean(), 2)", ans1,
-                "grounded")
-    t.add_check("self_verify", "passed", "the assert on the sum ÷ count ran without error", v,
-                "self_verify")
-    t.finish(a1)
-    t.finish(path)
-
+    e, wt = router.route(CHANNELS.index("prompt"), len(prompt_ids))
+    trace.extend(np.arange(len(prompt_ids)), prompt_ids, e, wt, prompt=True)
+    w = _Writer(t, tok, router, trace, len(prompt_ids))
+    path, answer = _chosen_path(w, seed, repeat_thinking)
     for p in range(1, paths):  # other paths reuse the positions after the prompt; not in the trace
-        state["pos"] = len(prompt_ids)
+        w.pos = len(prompt_ids)
         pn = t.add("path", None, "", {"seed": seed + p})
         at = t.add("attempt", pn, "")
-        step("thinking", at, "Compute the mean of the Price column directly.", record=False)
-        call(at, "df.Price.mean().round(2)", "38.27", record=False)
-        step("answer", at, "38.27", record=False)
+        w.step("thinking", at, "Compute the mean of the Price column directly.", record=False)
+        w.call(at, "df.Price.mean().round(2)", "38.27", record=False)
+        w.step("answer", at, "38.27", record=False)
         t.finish(at)
         t.finish(pn)
     if paths > 1:
         t.add_check("paths agree", "passed", f"{paths} of {paths} paths answered 38.27", t.root, "agreement")
-    t.meta["answer"] = ans1.text
+    t.meta["answer"] = answer.text
     t.meta["chosen_path"] = path.id
     t.finish(t.root)
     return SyntheticRun(t, trace.view(), tok)
