@@ -61,6 +61,7 @@ class PathRun:
         self.tool_calls = 0
         self.think_tokens = 0
         self.steps = 0
+        self.stopped = False  # the stop button came during a tool call
         self._positions = 0  # fallback positions for tokens the backend gives none
         # The node whose text the next step's prefilled prompt tokens are: the question at first,
         # then the step's first tool result (see _take_read_routing).
@@ -150,9 +151,12 @@ class PathRun:
     # --- tools --------------------------------------------------------------------------------
 
     def _execute(self, st: Step, msg_index: int) -> bool:
-        """Run the step's calls in order; True when the tool-call budget is used up."""
+        """Run the step's calls in order; True when the tool-call budget is used up. A stop during a
+        call (the executor sets the cancel event, or raises KeyboardInterrupt) runs no more calls."""
         limit = self.b.tool_calls
         for call in st.calls:
+            if self.stopped:
+                break
             ev = call.done
             if limit is not None and self.tool_calls >= limit:
                 obs = _refused(ev.id, ev.name, f"not run: the tool-call budget ({limit} calls) is used up")
@@ -164,6 +168,11 @@ class PathRun:
                 self.tool_calls += 1
                 try:
                     obs = self.executor.execute(ToolCallRequest(ev.id, ev.name, ev.arguments, ev.parsed))
+                except KeyboardInterrupt as exc:  # the stop button, where no cancel event was given
+                    self.stopped = True
+                    obs = getattr(exc, "observation", None) or _refused(
+                        ev.id, ev.name, "the run was stopped while this call ran", kind="interrupted"
+                    )
                 except Exception as exc:  # noqa: BLE001 - an executor bug is the tool's failure, not the run's
                     sentence = f"the executor failed on tool '{ev.name}': {type(exc).__name__}: {exc}"
                     obs = _refused(ev.id, ev.name, sentence)
@@ -186,6 +195,7 @@ class PathRun:
                 arguments=ev.arguments if isinstance(ev.arguments, str) else "",
             )
             self.records.append((msg_index, rec))
+            self.stopped = self.stopped or self._cancelled() is not None
         return limit is not None and self.tool_calls >= limit
 
     # --- an attempt ---------------------------------------------------------------------------
@@ -210,7 +220,10 @@ class PathRun:
                 return self._force_final(attempt, "new_tokens", st)
             self.msgs.append(message_from_events(st.events))
             if st.calls:
-                if self._execute(st, len(self.msgs) - 1):
+                budget_used = self._execute(st, len(self.msgs) - 1)
+                if self.stopped:
+                    return Outcome("cancelled", None, None)
+                if budget_used:
                     return self._force_final(attempt, "tool_calls", None)
                 continue
             return Outcome("answer" if st.end == "stop" else "length", _text(st.answer) or "", st.answer)
