@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from k2nb.agent import LocalExecutor, PythonTool, ToolCallRequest, ToolDefinitionError, tool
-from k2nb.agent.python_tool import CappedText, cut_middle
+from k2nb.agent.guard import CappedText, cut_middle
 from k2nb.agent.tools import parse_docstring, schema_for, validate_arguments
 
 # --------------------------------------------------------------------------------------------

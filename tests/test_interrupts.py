@@ -88,7 +88,7 @@ def test_an_interrupted_tool_call_ends_the_run_as_cancelled(attempt: int) -> Non
 
 
 def test_without_a_cancel_event_the_interrupt_goes_on_up_with_the_observation() -> None:
-    from k2nb.agent.python_tool import ToolInterrupted
+    from k2nb.agent.guard import ToolInterrupted
 
     started = threading.Event()
     ex = LocalExecutor(namespace={"k2_started": started})
@@ -108,7 +108,7 @@ def test_without_a_cancel_event_the_interrupt_goes_on_up_with_the_observation() 
 
 
 def test_plain_think_ends_cancelled_when_a_tool_call_is_interrupted() -> None:
-    from k2nb.agent.python_tool import ToolInterrupted
+    from k2nb.agent.guard import ToolInterrupted
 
     started = threading.Event()
     timer = interrupt_when(started)

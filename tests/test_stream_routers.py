@@ -99,7 +99,7 @@ class _Sink:
 
 
 def test_router_sends_each_thread_to_its_sink_and_the_rest_to_the_base() -> None:
-    from k2nb.agent.python_tool import StreamRouter
+    from k2nb.agent.guard import StreamRouter
 
     base, mine, spawned = _Sink(), _Sink(), _Sink()
     router = StreamRouter(base)  # type: ignore[arg-type]
@@ -120,13 +120,12 @@ def test_router_sends_each_thread_to_its_sink_and_the_rest_to_the_base() -> None
 
 
 def test_routers_come_off_after_the_call_and_are_kept_alive() -> None:
-    from k2nb.agent import python_tool
-    from k2nb.agent.python_tool import acquire_routers, release_routers
+    from k2nb.agent.guard import KEPT_ROUTERS, acquire_routers, release_routers
 
     before = sys.stdout
     assert PythonTool().run("print('inside')").stdout == "inside\n"
     assert sys.stdout is before
-    router = python_tool._routers[id(before)]
+    router = KEPT_ROUTERS[id(before)]
     assert router.base is before and router.idle()
     # the same stream gets the same router back: kept routers do not pile up
     out, _ = acquire_routers()

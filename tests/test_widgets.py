@@ -234,8 +234,7 @@ def test_panel_live_and_html_fallback(run):
 
 
 def test_static_png_fallbacks(run):
-    from k2nb.widgets import plot
-    from k2nb.widgets import Dashboard, ReasoningTree, RoutingHeatmap
+    from k2nb.widgets import Dashboard, ReasoningTree, RoutingHeatmap, plot
 
     hm = RoutingHeatmap(run.trace, trajectory=run.trajectory)
     for w in (hm, ReasoningTree(run.trajectory, live=False)):

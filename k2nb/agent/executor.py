@@ -12,17 +12,19 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol, runtime_checkable
 
-from k2nb.agent.python_tool import (
+from k2nb.agent.guard import (
     DEFAULT_CAPTURE_CHARS,
-    DEFAULT_MODEL_CHARS,
     DEFAULT_TIMEOUT_S,
-    INTERRUPTED,
     CallOutcome,
-    PythonResult,
-    PythonTool,
     ToolInterrupted,
     call_guarded,
     cut_middle,
+)
+from k2nb.agent.python_tool import (
+    DEFAULT_MODEL_CHARS,
+    INTERRUPTED,
+    PythonResult,
+    PythonTool,
     format_user_traceback,
 )
 from k2nb.agent.tools import Tool, ToolDefinitionError, as_tool

@@ -26,7 +26,8 @@ from typing import Any
 
 from IPython.core.displaypub import DisplayPublisher
 
-from k2nb.agent.python_tool import INTERRUPTED, InterruptWatch, acquire_routers, release_routers
+from k2nb.agent.guard import InterruptWatch, acquire_routers, release_routers
+from k2nb.agent.python_tool import INTERRUPTED
 from k2nb.magics.cells import Output
 
 

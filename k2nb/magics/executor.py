@@ -24,14 +24,8 @@ from k2nb.agent.executor import (
     interrupted_observation,
     python_observation,
 )
-from k2nb.agent.python_tool import (
-    DEFAULT_CAPTURE_CHARS,
-    DEFAULT_MODEL_CHARS,
-    DEFAULT_TIMEOUT_S,
-    PythonResult,
-    PythonTool,
-    ToolInterrupted,
-)
+from k2nb.agent.guard import DEFAULT_CAPTURE_CHARS, DEFAULT_TIMEOUT_S, ToolInterrupted
+from k2nb.agent.python_tool import DEFAULT_MODEL_CHARS, PythonResult, PythonTool
 from k2nb.agent.tools import Tool
 from k2nb.magics.approval import Approval
 from k2nb.magics.capture import (
