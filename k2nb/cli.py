@@ -97,8 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live beside their layer; each module has ``register(subparsers)``:
-# demo, think, kernel + lab, eval + train-nano.
-_SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.eval")
+# demo, think, kernel + lab, eval + train-nano (k2nb.nano.cli).
+_SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.cli")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import zlib
 
 import numpy as np
 import pytest
 
-from k2nb.agent import LocalExecutor, ScriptedBackend, ToolCallRequest, Turn
+from k2nb.agent import LocalExecutor, ToolCallRequest
+from k2nb.backends.scripted import ScriptedBackend, Turn, fake_tokens
+from k2nb.nano import cli as nano_cli
 from k2nb.nano import curriculum
 from k2nb.nano import eval as E
 
@@ -79,9 +82,29 @@ def backend_for(i: int, p: curriculum.Problem, condition: str) -> ScriptedBacken
     return ScriptedBackend(scripts(i, p, condition), n_layers=2, top_k=2, n_experts=8)
 
 
+class ScriptTokenizer:
+    """``decode`` for ScriptedBackend's token ids (CRC32s of its fake tokens' texts): the texts of
+    every turn of ``items``, rendered as the backend can render them."""
+
+    def __init__(self, items: list) -> None:
+        self.texts: dict[int, str] = {}
+        for item in items:
+            for first_call in range(12):
+                for thinking_open in (True, False):
+                    for piece in fake_tokens(item.render(first_call, thinking_open), 4):
+                        self.texts[zlib.crc32(piece.encode()) % 50_000] = piece
+
+    def decode(self, ids: list[int]) -> str:
+        return "".join(self.texts[i] for i in ids)
+
+
 @pytest.fixture(scope="module")
 def report():
-    return E.evaluate(PROBLEMS, backend_for, paths=[1, 2, 4, 8], progress=False, model="scripted")
+    every_turn = [t for i, p in enumerate(PROBLEMS) for c in E.CONDITIONS for t in scripts(i, p, c)]
+    return E.evaluate(PROBLEMS, backend_for, paths=[1, 2, 4, 8], progress=False, model="scripted",
+                      tokenizer=ScriptTokenizer(every_turn))
+
+
 
 
 def test_accuracy_valid_calls_and_verification(report):
@@ -161,21 +184,43 @@ def test_token_classes_and_load_balance():
     assert E.classify_token(".", "answer") == "other"
 
     p = PROBLEMS[0]
-    texts: dict[int, str] = {}
-    backend = E.TextRecordingBackend(backend_for(0, p, "tools"), texts)
-    result = E.run_problem(p, backend)
+    tokenizer = ScriptTokenizer(scripts(0, p, "tools"))
+    result = E.run_problem(p, backend_for(0, p, "tools"))
     tally = E.RoutingTally(8, [1, 2])
-    tally.add(result, texts)
+    tally.add(result, lambda token_id: tokenizer.decode([token_id]))
     s = tally.summary()
     # two tool turns, each: section begin, call begin, argument begin, call end, section end
     assert s["classes"]["tool_marker"]["tokens"] == 10
     assert sum(c["tokens"] for c in s["classes"].values()) == len(result.routing)
-    counts = result.routing.expert_counts(8)  # [L, E]
+    counts = result.routing.expert_counts()  # [L, E]
     for layer, b in zip([1, 2], s["load_balance"], strict=True):
         assert b["layer"] == layer
         assert b["max_over_mean"] == round(float(counts[layer - 1].max() / counts[layer - 1].mean()), 3)
     top = s["classes"]["code"]["layers"][0]["top"][0]
     assert 0 <= top["expert"] < 8 and 0 < top["share"] <= 1 and top["lift"] > 0
+    # each class's counts are Routing.expert_counts of that class's tokens, and they add up to all
+    classes = E.experts.token_classes(result.routing, lambda t: tokenizer.decode([t]))
+    parts = E.experts.by_class(result.routing, classes)
+    assert sum(len(r) for r in parts.values()) == len(result.routing)
+    assert np.array_equal(sum(tally.counts.values()), counts)
+    assert np.array_equal(tally.counts["tool_marker"], parts["tool_marker"].expert_counts())
+
+
+def test_a_partial_utf8_byte_token_classifies_as_no_text():
+    """The eval decodes each generated id alone; a byte token that is part of a UTF-8 character gives
+    U+FFFD, where the stream used to give no text: both are the same class in every channel."""
+    for channel in ("thinking", "answer", "tool_call", ""):
+        assert E.classify_token("\ufffd", channel) == E.classify_token("", channel)
+        assert E.classify_token(b"\xe2".decode(errors="replace"), channel) == E.classify_token("", channel)
+
+
+def test_the_report_decodes_tokens_with_the_tokenizer():
+    p = PROBLEMS[0]
+    tokenizer = ScriptTokenizer(scripts(0, p, "tools"))
+    with_texts = E.evaluate([p], backend_for, conditions=["tools"], progress=False, tokenizer=tokenizer)
+    without = E.evaluate([p], backend_for, conditions=["tools"], progress=False)
+    assert with_texts["experts"]["classes"]["tool_marker"]["tokens"] == 10
+    assert "tool_marker" not in without["experts"]["classes"]  # no text: classes by channel only
 
 
 def test_report_files_have_every_field(report, tmp_path):
@@ -221,20 +266,25 @@ def test_report_names_its_problem_set(report):
 
 def test_cli_arguments():
     ap = argparse.ArgumentParser()
-    E.register(ap.add_subparsers(dest="command"))
+    nano_cli.register(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["eval", "--paths", "8,1,2", "--limit", "5"])
-    assert args.paths == [1, 2, 8] and args.limit == 5 and args.func is E.cmd_eval
+    assert args.paths == [1, 2, 8] and args.limit == 5 and args.func is nano_cli.cmd_eval
     assert ap.parse_args(["eval"]).limit == E.DEFAULT_LIMIT
     assert ap.parse_args(["eval"]).split == "heldout"
     assert ap.parse_args(["eval", "--split", "train"]).split == "train"
     args = ap.parse_args(["train-nano", "--out", "x", "--steps", "3"])
-    assert args.steps == 3 and args.func is E.cmd_train_nano
+    assert args.steps == 3 and args.func is nano_cli.cmd_train_nano
+    args = ap.parse_args(["train-nano", "--out", "x", "--no-resume", "--init", "m", "--lr", "1e-3",
+                          "--warmup-steps", "5"])
+    assert (args.no_resume, args.init, args.lr, args.warmup_steps, args.seed) == (True, "m", 1e-3, 5, 0)
+    with pytest.raises(SystemExit):  # only `python -m k2nb.nano.train` has --batch-size and --bench
+        ap.parse_args(["train-nano", "--out", "x", "--batch-size", "4"])
     with pytest.raises(SystemExit):
         ap.parse_args(["eval", "--paths", "0,2"])
     from k2nb.engine.errors import CheckpointError
 
     with pytest.raises(CheckpointError, match="no model.safetensors"):
-        E._model_path("/nonexistent/k2-nano")
+        nano_cli.model_path("/nonexistent/k2-nano")
 
 
 def test_expert_summary_counts_every_selection():
@@ -259,7 +309,7 @@ def test_extra_tool_is_declared_beside_python_except_without_tools():
     E.run_problem(p, without, condition="no_tools", extra_tools=extra)
     assert "lookup_price" not in without.prompts[0]
     ap = argparse.ArgumentParser()
-    E.register(ap.add_subparsers(dest="command"))
+    nano_cli.register(ap.add_subparsers(dest="command"))
     assert ap.parse_args(["eval", "--extra-tool"]).extra_tool and not ap.parse_args(["eval"]).extra_tool
     report = E.evaluate([p], lambda i, q, c: ScriptedBackend([call("print(1)"), answer("x")]),
                         conditions=["tools"], progress=False, extra_tools=extra)

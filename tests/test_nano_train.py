@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from k2nb.engine import load_model
-from k2nb.engine.chat import IM_END, SPECIAL_MARKERS, encode_conversation
 from k2nb.engine.tokenizer import load_tokenizer
+from k2nb.formats.k2 import IM_END, SPECIAL_MARKERS, encode_conversation
 from k2nb.nano import curriculum as C
 from k2nb.nano.data import encode_problem, pack
 from k2nb.nano.tokenizer_train import train_tokenizer

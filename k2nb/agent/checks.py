@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 _NUMBER = re.compile(r"(?<![\w.])[-−]?\d+(?:,\d{3})*(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_VERIFY_WORDS = re.compile(r"\b(verif\w*|check\w*|confirm\w*|double[- ]check\w*|sanity)\b", re.IGNORECASE)
+VERIFY_WORDS = re.compile(r"\b(verif\w*|check\w*|confirm\w*|double[- ]check\w*|sanity)\b", re.IGNORECASE)
 
 
 @dataclass(slots=True)
@@ -200,7 +200,7 @@ def is_verification(rec: CallRecord) -> bool:
     if rec.observation.strip() in ("True", "False"):
         return True
     last_sentence = rec.thinking_before.strip().split("\n")[-1][-200:]
-    return bool(_VERIFY_WORDS.search(last_sentence))
+    return bool(VERIFY_WORDS.search(last_sentence))
 
 
 def self_verify(records: Sequence[CallRecord]) -> tuple[str, str, str | None]:

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from k2nb.engine.chat import (
+from k2nb.formats.base import Piece
+from k2nb.formats.k2 import (
     GENERATION_PROMPT_PIECES,
-    Piece,
     keeps_reasoning,
     render_message_pieces,
     render_preamble_pieces,

@@ -31,7 +31,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from k2nb.engine.chat import IM_END, SPECIAL_MARKERS
+from k2nb.formats.k2 import IM_END, SPECIAL_MARKERS
 from k2nb.nano.curriculum import Problem, generate
 from k2nb.nano.data import training_pieces
 

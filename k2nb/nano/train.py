@@ -24,22 +24,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from k2nb.engine.chat import (
-    IM_END,
-    encode_pieces,
-    message_from_events,
-    parse_complete,
-    render_pieces,
-    tool_call_id,
-)
 from k2nb.engine.config import ModelConfig
 from k2nb.engine.generate import Session
 from k2nb.engine.loader import save_checkpoint
 from k2nb.engine.model import K2Model
 from k2nb.engine.routing import update_selection_bias
 from k2nb.engine.tokenizer import load_tokenizer
+from k2nb.events import message_from_events
+from k2nb.formats.k2 import IM_END, encode_pieces, parse_complete, render_pieces, tool_call_id
 from k2nb.nano import curriculum
-from k2nb.nano.cli_args import add_continue_args, continue_overrides
+from k2nb.nano.card import write_model_card
+from k2nb.nano.cli_args import DEFAULT_STEPS, add_train_args, continue_overrides
 from k2nb.nano.data import PackedRows, encode_all, pack
 from k2nb.nano.tokenizer_train import VOCAB_SIZE, train_tokenizer
 
@@ -93,7 +88,7 @@ TINY_CONFIG: dict[str, Any] = dict(
 class TrainSettings:
     """Everything that determines a run (saved with the checkpoint and in the model card)."""
 
-    steps: int = 3800  # ≈ 1.2 s per step on 2 idle cores → ≈ 76 min of steps, ≈ 79 min in all
+    steps: int = DEFAULT_STEPS
     seed: int = 0
     batch_size: int = 8
     seq_len: int = 768  # p99 conversation ≈ 550 tokens, max ≈ 700: whole conversations fit, ~92 % fill
@@ -307,9 +302,10 @@ def _save_state(path: Path, model: K2Model, opt: torch.optim.Optimizer, step: in
     tmp.replace(path)  # atomic: an interrupted save never leaves a broken checkpoint
 
 
-def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config: dict[str, Any] | None = None,
-               batch_size: int = 8, seq_len: int = 768, n_problems: int | None = None, resume: bool = True,
-               progress: bool = True, write_final: bool = True, **overrides: Any) -> dict[str, Any]:
+def train_nano(out_dir: str | Path, steps: int = DEFAULT_STEPS, seed: int = 0, *,
+               config: dict[str, Any] | None = None, batch_size: int = 8, seq_len: int = 768,
+               n_problems: int | None = None, resume: bool = True, progress: bool = True,
+               write_final: bool = True, **overrides: Any) -> dict[str, Any]:
     """Train k2-nano into ``out_dir`` (see the module docstring). Returns a summary dict (losses,
     tokens/s, wall time, quick-eval numbers). Rerunning with the same arguments resumes from
     ``out_dir/training/state.pt`` when it exists (and ``resume``)."""
@@ -320,80 +316,16 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     scratch = out / "training"
     scratch.mkdir(parents=True, exist_ok=True)
     t_start = time.time()
-
-    if s.init:  # continued training: the starting model's tokenizer, so that its ids mean the same
-        import shutil
-
-        for name in ("tokenizer.json", "tokenizer_config.json"):
-            if (Path(s.init) / name).is_file():
-                shutil.copyfile(Path(s.init) / name, out / name)
-    if not (out / "tokenizer.json").is_file():
-        train_tokenizer(out, vocab_size=config["vocab_size"], n_problems=s.tokenizer_problems, seed=seed)
-    tokenizer = load_tokenizer(out)
+    tokenizer = _tokenizer(out, s, config)
     n_problems = n_problems or problems_for(s.steps * s.batch_size, s.seq_len)
     train_rows, held_rows = build_data(tokenizer, s, n_problems, scratch / "data.npz")
     t_data = time.time() - t_start
 
-    model = build_model(config, tokenizer.vocab_size, tokenizer.special_tokens[IM_END], seed)
-    if s.init:
-        from k2nb.engine.loader import load_model
-
-        try:
-            model.load_state_dict(load_model(s.init, progress=False).state_dict())
-        except RuntimeError as e:  # shape or name mismatch: another architecture than this config
-            first = str(e).splitlines()[0]
-            raise ValueError(f"--init {s.init}: its model does not have the shape of the config being "
-                             f"trained, so training cannot continue from it ({first})") from e
-    model.train()
+    model = _starting_model(config, tokenizer, s)
     opt = _optimizer(model, s)
-    step, log = 0, []
     state_path = scratch / "state.pt"
-    if resume and state_path.is_file():
-        state = torch.load(state_path, weights_only=False)
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        step, log = state["step"], state["log"]
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
-
-    from tqdm.auto import tqdm
-
-    bar = tqdm(total=s.steps, initial=step, disable=not progress, desc="k2-nano", unit="step")
-    tokens_seen = 0
-    t_loop = time.time()
-    last_eval: tuple[float, float] | None = None
-    while step < s.steps:
-        ids, mask, seg = _batch(train_rows, step, s)
-        lr = lr_at(step, s)
-        for group in opt.param_groups:
-            group["lr"] = lr
-        loss, n_targets, n_correct = masked_loss(model, ids, mask, seg)
-        loss_value = loss.item()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
-        opt.step()
-        update_selection_bias(model.moe_layers(), s.bias_update_rate)
-        step += 1
-        tokens_seen += ids.numel() - ids.shape[0]
-        rate = tokens_seen / (time.time() - t_loop)
-        entry: dict[str, Any] = {"step": step, "loss": round(loss_value, 4), "lr": lr,
-                                 "target_acc": round(n_correct / max(1, n_targets), 4), "tok_s": round(rate)}
-        if step % s.eval_every == 0 or step == s.steps:
-            last_eval = heldout_loss(model, held_rows, s)
-            entry["heldout_loss"], entry["heldout_acc"] = round(last_eval[0], 4), round(last_eval[1], 4)
-            entry["max_load"] = [round(float(m.expert_load.max() / m.expert_load.mean()), 2)
-                                 for m in model.moe_layers()]
-        log.append(entry)
-        postfix = {"loss": f"{loss_value:.3f}", "tok/s": f"{rate:.0f}"}
-        if last_eval:
-            postfix["held"] = f"{last_eval[0]:.3f}"
-        bar.set_postfix(postfix)
-        bar.update(1)
-        if step % s.ckpt_every == 0 or step == s.steps:
-            _save_state(state_path, model, opt, step, s, log)
-    bar.close()
+    step, log = _resume(state_path, model, opt) if resume and state_path.is_file() else (0, [])
+    run = _train(model, opt, train_rows, held_rows, s, state_path, step, log, progress)
     with (scratch / "log.jsonl").open("w") as f:
         for entry in log:
             f.write(json.dumps(entry) + "\n")
@@ -401,11 +333,11 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     summary: dict[str, Any] = {
         "steps": s.steps, "seed": s.seed, "train_conversations": train_rows.n_conversations,
         "train_rows": len(train_rows.ids), "row_fill": round(train_rows.fill, 3),
-        "tokens_per_step": s.batch_size * s.seq_len, "tokens_per_second": round(tokens_seen / max(1e-9,
-                                                                                  time.time() - t_loop)),
+        "tokens_per_step": s.batch_size * s.seq_len,
+        "tokens_per_second": round(run.tokens / max(1e-9, time.time() - run.started)),
         "data_seconds": round(t_data, 1), "final_train_loss": log[-1]["loss"] if log else None,
-        "heldout_loss": last_eval[0] if last_eval else None,
-        "heldout_target_acc": last_eval[1] if last_eval else None,
+        "heldout_loss": run.last_eval[0] if run.last_eval else None,
+        "heldout_target_acc": run.last_eval[1] if run.last_eval else None,
         "parameters": model.num_parameters(), "active_parameters": model.config.parameter_counts()[1],
     }
     if write_final:
@@ -420,88 +352,108 @@ def train_nano(out_dir: str | Path, steps: int = 3800, seed: int = 0, *, config:
     return summary
 
 
-def write_model_card(out: Path, model: K2Model, s: TrainSettings, summary: dict[str, Any],
-                     log: list[dict]) -> None:
-    cfg = model.config
-    total, active = cfg.parameter_counts()
-    qe = summary.get("quick_eval") or {}
-    evals = [e for e in log if "heldout_loss" in e]
-    curve = "\n".join(f"| {e['step']} | {e['loss']:.3f} | {e['heldout_loss']:.3f} | {e['heldout_acc']:.3f} |"
-                      for e in evals)
-    cont = f" --init {s.init} --lr {s.lr:g} --warmup-steps {s.warmup_steps}" if s.init else ""
-    cont_note = (f"\nContinued training: it starts from the weights and tokenizer of the model in `{s.init}` "
-                 "and trains on the curriculum of this commit.") if s.init else ""
-    card = f"""# k2-nano
+def _tokenizer(out: Path, s: TrainSettings, config: dict[str, Any]) -> Any:
+    """The tokenizer in ``out``: the starting model's (continued training, so that its ids mean the
+    same), the one a resumed run trained, or a new one trained on the curriculum."""
+    if s.init:
+        import shutil
 
-A {total / 1e6:.1f} M-parameter model of the **Kimi K2 architecture** (`model_type: kimi_k2`), trained by
-k2nb's own recipe on a synthetic curriculum so that k2nb runs end to end on a laptop with no network
-and no GPU. It thinks, calls a `python` tool, verifies with a second call, and answers — in the K2
-Thinking chat format. It is a teaching and testing model, not a general assistant.
+        for name in ("tokenizer.json", "tokenizer_config.json"):
+            if (Path(s.init) / name).is_file():
+                shutil.copyfile(Path(s.init) / name, out / name)
+    if not (out / "tokenizer.json").is_file():
+        train_tokenizer(out, vocab_size=config["vocab_size"], n_problems=s.tokenizer_problems, seed=s.seed)
+    return load_tokenizer(out)
 
-## Architecture
-- hidden {cfg.hidden_size}, {cfg.num_hidden_layers} layers (layer 0 dense MLP {cfg.intermediate_size}, then
-  MoE), vocab {cfg.vocab_size}
-- MLA: {cfg.num_attention_heads} heads, q LoRA rank {cfg.q_lora_rank}, KV latent {cfg.kv_lora_rank},
-  nope/rope/v head dims {cfg.qk_nope_head_dim}/{cfg.qk_rope_head_dim}/{cfg.v_head_dim}, rope theta
-  {cfg.rope_theta:g}, no YaRN
-- MoE: {cfg.n_routed_experts} routed experts (width {cfg.moe_intermediate_size}),
-  top-{cfg.num_experts_per_tok}, {cfg.n_shared_experts} shared expert, sigmoid scores, `noaux_tc`
-  selection bias trained with the aux-loss-free update (rate {s.bias_update_rate}), normalised
-  top-k weights × {cfg.routed_scaling_factor}
-- {total:,} parameters, {active:,} active per token; `model.safetensors` {summary.get('checkpoint_mb')} MB
-  (float32)
 
-## Data
-`k2nb.nano.curriculum` (seed {s.seed}): nine problem families (arithmetic word problems, percentages and
-discounts, compound interest, unit conversion, dates and durations, list statistics, string and list
-manipulation, questions about a DataFrame or list already in the namespace, and stat-then-operation
-combinations). Every conversation was produced by running its code: plan → `python` call → real
-output → verification call → answer. Variants: misspelled-name errors followed by a fix (in the
-computation, or in the first inspection of the user's data), a mis-copied number or letter caught by
-the verification, a wrong DataFrame column followed by inspection, multi-turn follow-ups.
-Loss only on the assistant tokens of the last turn; deliberate mistakes are context, never
-targets. {summary['train_conversations']:,} training conversations packed into {summary['train_rows']:,}
-rows of {s.seq_len + 1} tokens ({summary['row_fill']:.0%} filled). Byte-level BPE of {cfg.vocab_size}
-tokens, single-digit number tokens, one token per letter inside quotes, the 12 K2 markers as special
-tokens.
+def _starting_model(config: dict[str, Any], tokenizer: Any, s: TrainSettings) -> K2Model:
+    """A freshly initialised model, or (``s.init``) the weights of the model to continue from."""
+    model = build_model(config, tokenizer.vocab_size, tokenizer.special_tokens[IM_END], s.seed)
+    if s.init:
+        from k2nb.engine.loader import load_model
 
-## Training
-AdamW (betas 0.9/0.95, weight decay {s.weight_decay}), peak LR {s.lr}, {s.warmup_steps} warmup steps,
-cosine to {s.min_lr_ratio:g}×, batch {s.batch_size} × {s.seq_len} tokens, {s.steps} steps, float32 on
-{s.threads} CPU threads: {summary['tokens_per_second']:,} tokens/s,
-{summary.get('wall_seconds', 0) / 60:.1f} min in total.
-Command: `k2nb train-nano --out DIR --steps {s.steps} --seed {s.seed}{cont}`
-(or `python -m k2nb.nano.train --out DIR --steps {s.steps} --seed {s.seed}{cont}`).{cont_note}
+        try:
+            model.load_state_dict(load_model(s.init, progress=False).state_dict())
+        except RuntimeError as e:  # shape or name mismatch: another architecture than this config
+            first = str(e).splitlines()[0]
+            raise ValueError(f"--init {s.init}: its model does not have the shape of the config being "
+                             f"trained, so training cannot continue from it ({first})") from e
+    model.train()
+    return model
 
-| step | train loss | held-out loss | held-out next-token acc. |
-|---|---|---|---|
-{curve}
 
-## Metrics (held-out problems: unseen phrasings, number tuples and combinations)
-Greedy tool loop (`k2nb.nano.train.quick_eval`, {qe.get('problems', 0)} problems, every family):
-accuracy {qe.get('accuracy', float('nan')):.1%} (numbers within 0.01 absolute or 1e-4 relative),
-valid tool calls {qe.get('valid_tool_calls', float('nan')):.1%}, runs with a verification call
-{qe.get('verification_rate', float('nan')):.1%}. `k2nb eval` reports the full set.
+def _resume(path: Path, model: K2Model, opt: torch.optim.Optimizer) -> tuple[int, list[dict]]:
+    """Load the checkpoint of an interrupted run (weights, optimizer, random states); (step, log)."""
+    state = torch.load(path, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["optimizer"])
+    torch.set_rng_state(state["torch_rng"])
+    random.setstate(state["python_rng"])
+    np.random.set_state(state["numpy_rng"])
+    return state["step"], state["log"]
 
-## Limits
-- Knows only the curriculum's kinds of questions; anything else gets a confident, wrong-looking
-  imitation of one of them. English only. No knowledge of the world.
-- Copies numbers into code; long numbers (many digits) and long lists are where it slips.
-- Expects the `python` tool's output format of k2nb (stdout, last value, short tracebacks).
-- Context is trained up to {s.seq_len} tokens; longer conversations degrade.
-"""
-    (out / "README.md").write_text(card)
+
+@dataclass(slots=True)
+class _RunStats:
+    started: float  # time.time() when the steps began
+    tokens: int = 0  # input tokens of the steps run
+    last_eval: tuple[float, float] | None = None  # (held-out loss, held-out next-token accuracy)
+
+
+def _train(model: K2Model, opt: torch.optim.Optimizer, train_rows: PackedRows, held_rows: PackedRows,
+           s: TrainSettings, state_path: Path, step: int, log: list[dict], progress: bool) -> _RunStats:
+    """The steps from ``step`` to ``s.steps``, appending to ``log``; checkpoints every ckpt_every."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=s.steps, initial=step, disable=not progress, desc="k2-nano", unit="step")
+    run = _RunStats(time.time())
+    while step < s.steps:
+        entry = _step(model, opt, train_rows, step, s)
+        step += 1
+        run.tokens += entry.pop("tokens")
+        entry["tok_s"] = round(run.tokens / (time.time() - run.started))
+        if step % s.eval_every == 0 or step == s.steps:
+            run.last_eval = heldout_loss(model, held_rows, s)
+            loss, acc = run.last_eval
+            entry["heldout_loss"], entry["heldout_acc"] = round(loss, 4), round(acc, 4)
+            entry["max_load"] = [round(float(m.expert_load.max() / m.expert_load.mean()), 2)
+                                 for m in model.moe_layers()]
+        log.append(entry)
+        postfix = {"loss": f"{entry['loss']:.3f}", "tok/s": f"{entry['tok_s']:.0f}"}
+        if run.last_eval:
+            postfix["held"] = f"{run.last_eval[0]:.3f}"
+        bar.set_postfix(postfix)
+        bar.update(1)
+        if step % s.ckpt_every == 0 or step == s.steps:
+            _save_state(state_path, model, opt, step, s, log)
+    bar.close()
+    return run
+
+
+def _step(model: K2Model, opt: torch.optim.Optimizer, rows: PackedRows, step: int,
+          s: TrainSettings) -> dict[str, Any]:
+    """One optimizer step on the batch of ``step``; its log entry (and "tokens": inputs seen)."""
+    ids, mask, seg = _batch(rows, step, s)
+    lr = lr_at(step, s)
+    for group in opt.param_groups:
+        group["lr"] = lr
+    loss, n_targets, n_correct = masked_loss(model, ids, mask, seg)
+    loss_value = loss.item()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), s.grad_clip)
+    opt.step()
+    update_selection_bias(model.moe_layers(), s.bias_update_rate)
+    return {"step": step + 1, "loss": round(loss_value, 4), "lr": lr,
+            "target_acc": round(n_correct / max(1, n_targets), 4), "tokens": ids.numel() - ids.shape[0]}
 
 
 def main(argv: list[str] | None = None) -> None:
+    """``python -m k2nb.nano.train``: the options of ``k2nb train-nano``, plus --batch-size and --bench."""
     parser = argparse.ArgumentParser(description="Train k2-nano (k2nb's embedded model) on 2 CPU cores.")
-    parser.add_argument("--out", required=True, type=Path)
-    parser.add_argument("--steps", type=int, default=3800)
-    parser.add_argument("--seed", type=int, default=0)
+    add_train_args(parser)  # --out, --steps, --seed, --no-resume, --init, --lr, --warmup-steps
     parser.add_argument("--batch-size", type=int, default=8)
-    parser.add_argument("--no-resume", action="store_true")
     parser.add_argument("--bench", action="store_true", help="time the steps; write no model folder")
-    add_continue_args(parser)  # --init, --lr, --warmup-steps
     args = parser.parse_args(argv)
     summary = train_nano(args.out, args.steps, args.seed, batch_size=args.batch_size,
                          resume=not args.no_resume, write_final=not args.bench, **continue_overrides(args))
