@@ -1,8 +1,8 @@
 """Average the weights of k2-nano checkpoints that share a tokenizer (a "model soup").
 
 Two continuations of the same model sit close together in weight space, and their element-wise mean
-often answers better than either. The shipped k2-nano of session 7 is such a mean; this module is
-the recipe that makes it:
+often answers better than either. The shipped k2-nano is such a mean; this module is the recipe that
+makes it:
 
     python -m k2nb.nano.average --out DIR MODEL_A MODEL_B [MODEL_C ...]
 

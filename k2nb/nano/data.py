@@ -2,7 +2,7 @@
 
 A conversation is rendered the way the model sees it *while it works on the last user turn*: the
 preamble, finished turns with empty ``<think></think>`` and the tool loop in progress with its
-reasoning (the engine's retention rule, ``k2nb.engine.chat.keeps_reasoning``: reasoning is kept
+reasoning (the format's retention rule, ``k2nb.formats.k2.keeps_reasoning``: reasoning is kept
 after the last final answer). That is exactly the prompt state at each generation step of the tool
 loop, so every assistant message of the last turn is a target. A rollback's first attempt has no
 final answer (the loop drops it), so it keeps its reasoning, as it does in the engine.
@@ -61,7 +61,7 @@ def training_pieces(problem: Problem) -> list[tuple[Piece, bool]]:
 
 
 def encode_problem(tokenizer, problem: Problem) -> Encoded:
-    """Ids as ``k2nb.engine.chat.encode_pieces`` makes them (markers → special ids, text encoded with
+    """Ids as ``k2nb.formats.k2.encode_pieces`` makes them (markers → special ids, text encoded with
     special tokens disallowed), one piece at a time so each token keeps its piece's loss flag. Every
     marker is a special token of the k2-nano tokenizer, so text is never merged across a marker and
     piece-wise encoding equals encoding the whole conversation."""

@@ -13,12 +13,12 @@ Choices (measured on the curriculum with ``python -m k2nb.nano.tokenizer_train -
   another, and a copy would have to map between segmentations; with single digits copying is one
   token to one token, and 10 digit embeddings get millions of updates instead of thousands of rare
   multi-digit tokens getting a few. It costs ~15 % more tokens per conversation.
-* **Letters inside quotes split one per token** (session 5). A quoted literal (``'crhlnc'``, a column
+* **Letters inside quotes split one per token**. A quoted literal (``'crhlnc'``, a column
   name ``'units'``) is first cut out whole (an opening quote right after a letter is an apostrophe,
   as in "Ana's", and does not start one), then every letter in it becomes its own pre-token. String
   problems copy random letter strings from the question into code and from the output into the answer;
   with merged pieces, "crhlnc" might be "cr"+"hl"+"nc" in the question and "c"+"rh"+"lnc" in
-  an output, and the v5 models' copies went wrong there (every broken tool call of the session-4 eval
+  an output, and a model's copies go wrong there (with merged pieces, every broken tool call of an eval
   was in a strings problem). Words outside quotes still merge as usual.
 * Byte-level (GPT-2 alphabet) so any text a user types encodes, and the engine's ``HFTokenizer`` reads
   it; markers are added tokens, which that loader treats as special (never produced from user text).
