@@ -1,4 +1,5 @@
-"""Shared fixtures: tiny random K2-family checkpoints written by transformers itself."""
+"""Shared fixtures: tiny random K2-family checkpoints written by transformers itself; the in-process
+IPython shell with k2nb loaded (`ip`) and its k2nb state (`k2`, dashboard off, unloaded after)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,23 @@ def grouped(tmp_path_factory):
     ref = make_hf_checkpoint(folder, tiny_v3_config(n_group=4, topk_group=2, q_lora_rank=None,
                                                     n_shared_experts=2, rope_scaling=None), seed=1)
     return folder, ref
+
+
+@pytest.fixture(scope="module")
+def ip():
+    from IPython.testing.globalipapp import get_ipython
+
+    shell = get_ipython()
+    shell.run_line_magic("load_ext", "k2nb")
+    return shell
+
+
+@pytest.fixture
+def k2(ip):
+    from k2nb.magics import state
+
+    st = state(ip)
+    st.settings["dashboard"] = False
+    yield st
+    st.unload()
+    st.settings["dashboard"] = True

@@ -125,26 +125,6 @@ def test_plain_think_ends_cancelled_when_a_tool_call_is_interrupted() -> None:
 # the notebook: tool cells through IPython's run_cell, in this process
 
 
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing.globalipapp import get_ipython
-
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "k2nb")
-    return shell
-
-
-@pytest.fixture
-def k2(ip):
-    from k2nb.magics import state
-
-    st = state(ip)
-    st.settings["dashboard"] = False
-    yield st
-    st.unload()
-    st.settings["dashboard"] = True
-
-
 @pytest.mark.parametrize("code", [SLOW, BANG], ids=["sleep", "bang"])
 def test_an_interrupted_tool_cell_ends_the_run_and_the_next_one_works(ip, k2, code: str, capsys) -> None:
     for _ in range(2):

@@ -10,28 +10,10 @@ from IPython.core.error import UsageError
 
 from k2nb.agent.executor import ToolCallRequest
 from k2nb.backends.scripted import ScriptedBackend, Turn
-from k2nb.magics import K2Result, NotebookExecutor, state
+from k2nb.magics import K2Result, NotebookExecutor
 from k2nb.magics.approval import Approval
 from k2nb.magics.cells import InlineCells
 from k2nb.magics.parsers import interpolate, parse_line, think_parser
-
-
-@pytest.fixture(scope="module")
-def ip():
-    from IPython.testing.globalipapp import get_ipython
-
-    shell = get_ipython()
-    shell.run_line_magic("load_ext", "k2nb")
-    return shell
-
-
-@pytest.fixture
-def k2(ip):
-    st = state(ip)
-    st.settings["dashboard"] = False
-    yield st
-    st.unload()
-    st.settings["dashboard"] = True
 
 
 def think(ip, line: str, prompt: str):
