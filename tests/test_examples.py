@@ -136,7 +136,7 @@ def check_interleaved_reasoning(nb: Any) -> None:
 
 def check_expert_routing(nb: Any) -> None:
     assert has_png(cell_starting(nb, "%k2route --static"))
-    assert has_png(cell_starting(nb, "from k2nb import plot"))
+    assert has_png(cell_starting(nb, "from k2nb.widgets import plot"))
     assert has_png(cell_starting(nb, "from k2nb.widgets import RoutingHeatmap"))
     table = cell_starting(nb, "import pandas as pd")
     html = "".join(o.get("data", {}).get("text/html", "") for o in table.outputs)
@@ -153,7 +153,9 @@ def check_test_time_scaling(nb: Any) -> None:
     assert re.search(r"\d problems × 4 paths in", text_of(cell_starting(nb, "import time")))
     means = text_of(cell_starting(nb, "calls = ["))
     assert "voted@4" in means and "8 calls" in means
-    plots = [c for c in nb.cells if c.cell_type == "code" and c.source.startswith("from k2nb import plot")]
+    plots = [
+        c for c in nb.cells if c.cell_type == "code" and c.source.startswith("from k2nb.widgets import plot")
+    ]
     assert plots and has_png(plots[0]) and has_png(cell_starting(nb, "plot.scaling_curve"))
 
 
