@@ -66,8 +66,8 @@ class ThinkOptions:
     paths: int = 1
     max_rollbacks: int = 2
     # Temperature of the attempts after a rollback, when the path's own is lower (a greedy path);
-    # None keeps the path's. Off by default: on k2-nano it changed no held-out answer it did not
-    # also lose elsewhere (docs/k2-nano.md).
+    # None keeps the path's. Off by default: measured on k2-nano's held-out sets, sampled retries
+    # fixed no answer that greedy retries missed (docs/history/k2-nano-journal.md).
     retry_temperature: float | None = None
     checks: Sequence[UserCheck] = ()
     builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "self_verify")
