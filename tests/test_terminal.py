@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 
+import pytest
+
 from k2nb.agent import think
 from k2nb.backends.scripted import ScriptedBackend, Turn
 from k2nb.terminal import TerminalView, routing_summary
@@ -46,3 +48,15 @@ def test_view_shows_a_failing_call_as_an_error_observation():
     assert "NameError: name 'prices' is not defined" in text
     assert "\033[31m← \033[0m" in text  # the failed observation is marked in red
     assert "42" in text
+
+
+@pytest.mark.parametrize(
+    ("flags", "complaint"),
+    [(["--temperature", "nan"], "temperature"), (["--paths", "1000"], "paths"), (["--paths", "0"], "paths")],
+)
+def test_think_refuses_bad_options_in_one_line(capsys, flags, complaint):
+    from k2nb.cli import main
+
+    assert main(["think", "What is 2+2?", *flags]) == 2
+    err = capsys.readouterr().err.strip()
+    assert complaint in err and "\n" not in err and "Traceback" not in err
