@@ -71,6 +71,7 @@ class ModelConfig:
     rope_theta: float = 10000.0
     rope_scaling: RopeScaling | None = None
     max_position_embeddings: int = 4096
+    num_nextn_predict_layers: int = 0  # multi-token-prediction layers stored after the decoder layers
     tie_word_embeddings: bool = False
     attention_bias: bool = False
     bos_token_id: int | None = None
@@ -145,7 +146,7 @@ class ModelConfig:
             method = d["quantization_config"].get("quant_method", "?")
             raise r.err(f"quantization_config (quant_method {method!r}) cannot be loaded yet; "
                         "k2nb loads unquantized (bf16/fp16/fp32) checkpoints")
-        n_routed = d.get("n_routed_experts") or 0
+        n_routed = r.get_int("n_routed_experts", minimum=0) if d.get("n_routed_experts") is not None else 0
         required = _REQUIRED + (_REQUIRED_MOE if n_routed else ())
         for key in required:
             if d.get(key) is None:
@@ -154,43 +155,21 @@ class ModelConfig:
         if hidden_act != "silu":
             raise r.err(f"hidden_act {hidden_act!r} is not supported; the family uses 'silu'")
         routing = _routing_fields(r, mt, n_routed)
-        get_int, get_num = r.get_int, r.get_num
-        q_lora = d.get("q_lora_rank")
-        if q_lora is not None:
-            q_lora = get_int("q_lora_rank")
-
-        rope_scaling = _parse_rope(d, r.err)
-        rope_theta = d.get("rope_theta")
-        if rope_theta is None and isinstance(d.get("rope_parameters"), dict):
-            rope_theta = d["rope_parameters"].get("rope_theta")
+        sizes = _size_fields(r, n_routed)
         eos = d.get("eos_token_id")
         eos_ids = tuple(eos) if isinstance(eos, list) else (() if eos is None else (int(eos),))
 
         known = {f.name for f in dataclasses.fields(cls)}
         return cls(
-            vocab_size=get_int("vocab_size"),
-            hidden_size=get_int("hidden_size"),
-            intermediate_size=get_int("intermediate_size"),
-            num_hidden_layers=get_int("num_hidden_layers"),
-            num_attention_heads=get_int("num_attention_heads"),
-            kv_lora_rank=get_int("kv_lora_rank"),
-            qk_nope_head_dim=get_int("qk_nope_head_dim"),
-            qk_rope_head_dim=get_int("qk_rope_head_dim"),
-            v_head_dim=get_int("v_head_dim"),
-            q_lora_rank=q_lora,
+            **sizes,
             model_type=mt,
             n_routed_experts=n_routed,
-            moe_intermediate_size=get_int("moe_intermediate_size", 0) if n_routed else 0,
-            n_shared_experts=get_int("n_shared_experts", 0) if d.get("n_shared_experts") else 0,
-            first_k_dense_replace=get_int("first_k_dense_replace", 0),
-            moe_layer_freq=get_int("moe_layer_freq", 1),
             **routing,
             norm_topk_prob=bool(d.get("norm_topk_prob", False)),
-            routed_scaling_factor=get_num("routed_scaling_factor", 1.0),
-            rms_norm_eps=get_num("rms_norm_eps", 1e-6),
-            rope_theta=float(rope_theta) if rope_theta is not None else 10000.0,
-            rope_scaling=rope_scaling,
-            max_position_embeddings=get_int("max_position_embeddings", 4096),
+            routed_scaling_factor=r.get_num("routed_scaling_factor", 1.0, positive=True),
+            rms_norm_eps=r.get_num("rms_norm_eps", 1e-6, positive=True),
+            rope_theta=_rope_theta(r),
+            rope_scaling=_parse_rope(r),
             tie_word_embeddings=bool(d.get("tie_word_embeddings", False)),
             attention_bias=bool(d.get("attention_bias", False)),
             bos_token_id=d.get("bos_token_id"),
@@ -241,27 +220,61 @@ def yarn_mscale(factor: float, mscale: float = 1.0) -> float:
 
 
 class _Reader:
-    """Typed reads of a config dict, with errors that name the file and the key."""
+    """Typed reads of a config dict, with errors that name the file and the key (``prefix`` names
+    the object a nested dict came from, e.g. ``rope_scaling.``)."""
 
-    def __init__(self, d: dict[str, Any], source: str):
-        self.d, self.source = d, source
+    def __init__(self, d: dict[str, Any], source: str, prefix: str = ""):
+        self.d, self.source, self.prefix = d, source, prefix
 
     def err(self, msg: str) -> ConfigError:
         return ConfigError(f"{self.source}: {msg}")
 
-    def get_int(self, key: str, default: int | None = None) -> int:
+    def get_int(self, key: str, default: int | None = None, minimum: int | None = None) -> int:
         v = self.d.get(key, default)
         if isinstance(v, bool) or not isinstance(v, int):
-            raise self.err(f"{key!r} must be an integer, got {v!r}")
+            raise self.err(f"'{self.prefix}{key}' must be an integer, got {v!r}")
+        if minimum is not None and v < minimum:
+            raise self.err(f"{self.prefix}{key} must be >= {minimum}, got {v}")
         return v
 
-    def get_num(self, key: str, default: float) -> float:
+    def get_num(self, key: str, default: float | None, positive: bool = False) -> float:
         v = self.d.get(key, default)
         if v is None:
             v = default
+        return self.check_num(key, v, positive)
+
+    def check_num(self, key: str, v: Any, positive: bool = False) -> float:
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
-            raise self.err(f"{key!r} must be a finite number, got {v!r}")
+            raise self.err(f"'{self.prefix}{key}' must be a finite number, got {v!r}")
+        if positive and v <= 0:
+            raise self.err(f"{self.prefix}{key} must be > 0, got {v!r}")
         return float(v)
+
+
+def _size_fields(r: _Reader, n_routed: int) -> dict[str, Any]:
+    """The dimensions and layer counts: integers, positive (or, where 0 means none, non-negative)."""
+    pos = {key: r.get_int(key, minimum=1) for key in _REQUIRED}
+    if pos["qk_rope_head_dim"] % 2:
+        raise r.err(f"qk_rope_head_dim must be even, got {pos['qk_rope_head_dim']}")
+    d = r.d
+    return {
+        **pos,
+        "q_lora_rank": r.get_int("q_lora_rank", minimum=1) if d.get("q_lora_rank") is not None else None,
+        "moe_intermediate_size": r.get_int("moe_intermediate_size", minimum=1) if n_routed else 0,
+        "n_shared_experts": r.get_int("n_shared_experts", minimum=0) if d.get("n_shared_experts") else 0,
+        "first_k_dense_replace": r.get_int("first_k_dense_replace", 0, minimum=0),
+        "moe_layer_freq": r.get_int("moe_layer_freq", 1, minimum=1),
+        "max_position_embeddings": r.get_int("max_position_embeddings", 4096, minimum=1),
+        "num_nextn_predict_layers": r.get_int("num_nextn_predict_layers", 0, minimum=0),
+    }
+
+
+def _rope_theta(r: _Reader) -> float:
+    """``rope_theta``, or transformers 5's ``rope_parameters.rope_theta``; finite and positive."""
+    if r.d.get("rope_theta") is not None or not isinstance(r.d.get("rope_parameters"), dict):
+        return r.get_num("rope_theta", 10000.0, positive=True)
+    return _Reader(r.d["rope_parameters"], r.source, "rope_parameters.").get_num(
+        "rope_theta", 10000.0, positive=True)
 
 
 def _routing_fields(r: _Reader, mt: str, n_routed: int) -> dict[str, Any]:
@@ -276,8 +289,8 @@ def _routing_fields(r: _Reader, mt: str, n_routed: int) -> dict[str, Any]:
     if topk_method == "noaux_tc" and scoring != "sigmoid":
         raise r.err("topk_method 'noaux_tc' requires scoring_func 'sigmoid'")
 
-    n_group = r.get_int("n_group", 1) if d.get("n_group") is not None else 1
-    topk_group = r.get_int("topk_group", 1) if d.get("topk_group") is not None else 1
+    n_group = r.get_int("n_group", 1, minimum=1) if d.get("n_group") is not None else 1
+    topk_group = r.get_int("topk_group", 1, minimum=1) if d.get("topk_group") is not None else 1
     top_k = r.get_int("num_experts_per_tok", 0) if n_routed else 0
     if n_routed:
         if n_routed % n_group:
@@ -292,12 +305,13 @@ def _routing_fields(r: _Reader, mt: str, n_routed: int) -> dict[str, Any]:
             "topk_group": topk_group, "num_experts_per_tok": top_k}
 
 
-def _parse_rope(d: dict[str, Any], err) -> RopeScaling | None:
+def _parse_rope(r: _Reader) -> RopeScaling | None:
     # Older configs say rope_scaling {"type": "yarn", ...}; transformers 5 writes rope_parameters
     # {"rope_type": "yarn" | "default", "rope_theta": ...}.
-    rs = d.get("rope_scaling")
+    d, err = r.d, r.err
+    rs, prefix = d.get("rope_scaling"), "rope_scaling."
     if rs is None and isinstance(d.get("rope_parameters"), dict):
-        rs = d["rope_parameters"]
+        rs, prefix = d["rope_parameters"], "rope_parameters."
     if not rs:
         return None
     if not isinstance(rs, dict):
@@ -309,12 +323,14 @@ def _parse_rope(d: dict[str, Any], err) -> RopeScaling | None:
         raise err(f"rope_scaling type {kind!r} is not supported; the family uses 'yarn'")
     for key in ("factor", "original_max_position_embeddings"):
         if rs.get(key) is None:
-            raise err(f"rope_scaling.{key} is required for yarn")
+            raise err(f"{prefix}{key} is required for yarn")
+    y = _Reader(rs, r.source, prefix)
+    mscale, mscale_all_dim = rs.get("mscale"), rs.get("mscale_all_dim")
     return RopeScaling(
-        factor=float(rs["factor"]),
-        original_max_position_embeddings=int(rs["original_max_position_embeddings"]),
-        beta_fast=float(rs.get("beta_fast") or 32),
-        beta_slow=float(rs.get("beta_slow") or 1),
-        mscale=float(rs["mscale"]) if rs.get("mscale") is not None else None,
-        mscale_all_dim=float(rs["mscale_all_dim"]) if rs.get("mscale_all_dim") is not None else None,
+        factor=y.get_num("factor", None, positive=True),
+        original_max_position_embeddings=y.get_int("original_max_position_embeddings", minimum=1),
+        beta_fast=y.get_num("beta_fast", 32.0, positive=True),
+        beta_slow=y.get_num("beta_slow", 1.0, positive=True),
+        mscale=y.check_num("mscale", mscale) if mscale is not None else None,
+        mscale_all_dim=y.check_num("mscale_all_dim", mscale_all_dim) if mscale_all_dim is not None else None,
     )

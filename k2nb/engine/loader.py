@@ -9,6 +9,7 @@ device, and assigned. Routed experts are stacked per layer while loading. Any pr
 from __future__ import annotations
 
 import json
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,6 +25,9 @@ from .model import K2Model
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
+_FP8_DTYPES = tuple(getattr(torch, n) for n in ("float8_e4m3fn", "float8_e5m2", "float8_e4m3fnuz",
+                                                 "float8_e5m2fnuz", "float8_e8m0fnu") if hasattr(torch, n))
+_FP8_SCALE = "_scale_inv"  # DeepSeek's FP8 layout: `<name>_scale_inv` holds the block scales of `<name>`
 
 
 def resolve_dtype(dtype: torch.dtype | str | None, device: torch.device) -> torch.dtype:
@@ -86,15 +90,24 @@ def _expected_shapes(model: K2Model) -> dict[str, tuple[int, ...]]:
     return {name: tuple(t.shape) for name, t in hf_tensors(model)}
 
 
-def _is_mtp(name: str, cfg: ModelConfig) -> bool:
+def _layer_beyond(name: str, cfg: ModelConfig) -> int | None:
+    """The layer index of a tensor stored after the decoder layers (MTP or not), else None."""
     layer = names.layer_index(name)
-    return layer is not None and layer >= cfg.num_hidden_layers
+    return layer if layer is not None and layer >= cfg.num_hidden_layers else None
 
 
 def _check_names(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]],
                  cfg: ModelConfig) -> None:
-    """The checkpoint holds exactly the model's tensors (MTP layers and a tied head's copy aside)."""
-    present = {n for n in files if not _is_mtp(n, cfg)}
+    """The checkpoint holds exactly the model's tensors (the config's MTP layers and a tied head's
+    copy aside)."""
+    n, mtp = cfg.num_hidden_layers, cfg.num_nextn_predict_layers
+    beyond = {name: layer for name in files if (layer := _layer_beyond(name, cfg)) is not None}
+    stray = sorted((layer, name) for name, layer in beyond.items() if layer >= n + mtp)
+    if stray:
+        layer, name = stray[0]
+        raise CheckpointError(f"{files[name]}: tensor {name!r} belongs to layer {layer}, but config.json "
+                              f"has num_hidden_layers {n} (and num_nextn_predict_layers {mtp})")
+    present = {name for name in files if name not in beyond}
     if cfg.tie_word_embeddings:
         present.discard("lm_head.weight")  # some tied checkpoints still store it
     missing = sorted(set(expected) - present)
@@ -102,6 +115,11 @@ def _check_names(folder: Path, files: dict[str, Path], expected: dict[str, tuple
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise CheckpointError(f"{folder}: tensor {missing[0]!r} is missing from the checkpoint{more}")
     unexpected = sorted(present - set(expected))
+    scales = [name for name in unexpected if name.endswith(_FP8_SCALE)]
+    if scales:
+        raise CheckpointError(f"{files[scales[0]]}: tensor {scales[0]!r} is an FP8 block scale, but "
+                              "config.json has no quantization_config; FP8 checkpoints are not supported "
+                              "yet (k2nb loads bf16/fp16/fp32 weights)")
     if unexpected:
         raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor {unexpected[0]!r} "
                               f"(not part of a {cfg.model_type} model with this config.json)")
@@ -113,8 +131,10 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     """Load a K2-family checkpoint folder (HF layout) onto ``device`` in ``dtype``.
 
     ``device`` defaults to CUDA when present, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
-    MTP layers (index ≥ num_hidden_layers) are skipped. The folder's tokenizer, when it has one, is
-    attached as ``model.tokenizer``. ``progress=None`` shows a progress bar only for checkpoints over
+    MTP layers (the config's ``num_nextn_predict_layers`` after the decoder layers) are skipped; a
+    tensor of any later layer, a non-float or FP8 tensor and a NaN or Inf value are errors. The
+    folder's tokenizer, when it has one, is checked against ``vocab_size`` and attached as
+    ``model.tokenizer``. ``progress=None`` shows a progress bar only for checkpoints over
     1 GB (a small model loads in well under a second; a bar would only clutter a notebook cell).
     """
     folder = Path(path).expanduser()
@@ -139,7 +159,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     model.eval()
     model.source = str(folder)
     if load_tokenizer:
-        model.tokenizer = _maybe_tokenizer(folder)
+        model.tokenizer = _maybe_tokenizer(folder, cfg.vocab_size)
     return model
 
 
@@ -158,7 +178,7 @@ def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[
             if tuple(t.shape) != expected[name]:
                 raise CheckpointError(f"{files[name]}: tensor {name!r} has shape {tuple(t.shape)}, the "
                                       f"config implies {expected[name]}")
-            t = t.to(device=dev, dtype=torch.float32 if names.keeps_float32(name) else dt)
+            t = _convert(t, files[name], name, dev, torch.float32 if names.keeps_float32(name) else dt)
             target = names.to_model(name)
             if isinstance(target, names.ExpertPart):
                 experts.setdefault(target.stack, {})[(target.expert, target.part)] = t
@@ -191,12 +211,39 @@ def _read_tensor(handles: dict[Path, object], f: Path, name: str) -> torch.Tenso
                               f"or corrupt ({e})") from None
 
 
-def _maybe_tokenizer(folder: Path):
+def _convert(t: torch.Tensor, f: Path, name: str, dev: torch.device, dt: torch.dtype) -> torch.Tensor:
+    """``t`` on ``dev`` in ``dt``, refused when it is not a plain float tensor or is not finite there."""
+    kind = str(t.dtype).removeprefix("torch.")
+    if t.dtype in _FP8_DTYPES:
+        raise CheckpointError(f"{f}: tensor {name!r} is {kind} without its '{name}{_FP8_SCALE}'; FP8 "
+                              "checkpoints are not supported yet (config.json has no quantization_config, "
+                              "and k2nb loads bf16/fp16/fp32 weights)")
+    if not t.is_floating_point():
+        raise CheckpointError(f"{f}: tensor {name!r} has {kind} values, which cannot be loaded as weights")
+    out = t.to(device=dev, dtype=dt)
+    if not _all_finite(out):
+        if _all_finite(t):
+            fix = "; load it in bfloat16 or float32" if dt == torch.float16 else ""
+            raise CheckpointError(f"{f}: tensor {name!r} has values beyond the range of "
+                                  f"{str(dt).removeprefix('torch.')} (±{torch.finfo(dt).max:g}){fix}")
+        raise CheckpointError(f"{f}: tensor {name!r} holds NaN or Inf values")
+    return out
+
+
+def _all_finite(t: torch.Tensor) -> bool:
+    """No NaN or Inf in ``t``: one min/max pass (both propagate NaN), no temporary the size of ``t``."""
+    if t.numel() == 0:
+        return True
+    lo, hi = torch.aminmax(t.reshape(-1))
+    return math.isfinite(lo.item()) and math.isfinite(hi.item())
+
+
+def _maybe_tokenizer(folder: Path, vocab_size: int):
     if not ((folder / "tokenizer.json").is_file() or (folder / "tiktoken.model").is_file()):
         return None
     from .tokenizer import load_tokenizer
 
-    return load_tokenizer(folder)
+    return load_tokenizer(folder, vocab_size=vocab_size)
 
 
 def hf_tensors(model: K2Model) -> Iterator[tuple[str, torch.Tensor]]:

@@ -7,7 +7,8 @@
     model.layers.L.mlp.experts.E.gate_proj.weight  [I, D]    layers.L.mlp.experts.w13 [E, 2I, D], rows :I
     model.layers.L.mlp.experts.E.up_proj.weight    [I, D]    layers.L.mlp.experts.w13 [E, 2I, D], rows I:
     model.layers.L.mlp.experts.E.down_proj.weight  [D, I]    layers.L.mlp.experts.w2  [E, D, I]
-    model.layers.L.*, L ≥ num_hidden_layers                  (multi-token-prediction layers: skipped)
+    model.layers.L.*, L ≥ num_hidden_layers                  (multi-token-prediction layers: skipped;
+                                                              num_nextn_predict_layers of them at most)
 
 The loader, `hf_tensors` (saving, comparisons with transformers) and the expected shapes of a
 checkpoint all read this table.

@@ -194,6 +194,20 @@ class Tokenizer(ABC):
     @abstractmethod
     def _ordinary_token_to_id(self, token: str) -> int | None: ...
 
+    def _named_ids(self) -> Iterator[int]:
+        """Every id that stands for a token: base ranks and named specials (not unnamed reserved ids)."""
+        return iter(range(self.vocab_size))
+
+    def check_vocab_size(self, vocab_size: int, what: str = "vocab_size in config.json") -> None:
+        """Refuse a tokenizer that can produce an id the model has no embedding row for."""
+        beyond = sorted(i for i in self._named_ids() if i >= vocab_size)
+        if beyond:
+            more = f" (and {len(beyond) - 1} more)" if len(beyond) > 1 else ""
+            raise TokenizerError(
+                f"{self.source}: token id {beyond[0]} of {self.id_to_token(beyond[0])!r}{more} is beyond "
+                f"the vocabulary of {vocab_size} ({what})."
+            )
+
     def _check_id(self, token_id: int) -> None:
         if not 0 <= token_id < self.vocab_size:
             raise TokenizerError(
@@ -350,6 +364,7 @@ class TiktokenTokenizer(Tokenizer):
         self.vocab_size = n_base + n_special
         self.eos_ids = _eos_ids(special, config)
         self._ranks = ranks
+        self._named_special = sorted(names)
         self._encoding = tiktoken.Encoding(
             name=model_path.name, pat_str=KIMI_PAT_STR, mergeable_ranks=ranks, special_tokens=special
         )
@@ -384,6 +399,10 @@ class TiktokenTokenizer(Tokenizer):
         data = _token_string_to_bytes(token)
         return None if data is None else self._ranks.get(data)
 
+    def _named_ids(self) -> Iterator[int]:
+        yield from range(len(self._ranks))
+        yield from self._named_special
+
 
 # ---------------------------------------------------------------------------------------------
 # HF tokenizer.json (byte-level BPE, e.g. k2-nano, DeepSeek-V2/V3)
@@ -415,7 +434,8 @@ class HFTokenizer(Tokenizer):
 
         special = {t.content: i for i, t in tok.get_added_tokens_decoder().items()}
         vocab = tok.get_vocab(with_added_tokens=False)
-        n_ids = max([tok.get_vocab_size(with_added_tokens=True), *(i + 1 for i in special.values())])
+        ids = [*vocab.values(), *special.values()]
+        n_ids = max([tok.get_vocab_size(with_added_tokens=True), *(i + 1 for i in ids)])
         table: list[bytes | None] = [None] * n_ids  # id -> bytes; None for an id nothing uses
         special_ids = set(special.values())
         for token, i in vocab.items():
@@ -462,16 +482,27 @@ class HFTokenizer(Tokenizer):
     def _ordinary_token_to_id(self, token: str) -> int | None:
         return self._vocab.get(token)
 
+    def _named_ids(self) -> Iterator[int]:
+        return (i for i, data in enumerate(self._table) if data is not None)
+
 
 # ---------------------------------------------------------------------------------------------
 
 
-def load_tokenizer(path: str | Path) -> Tokenizer:
+def load_tokenizer(path: str | Path, vocab_size: int | None = None) -> Tokenizer:
     """Load the tokenizer of a checkpoint folder (or the path of its tokenizer file).
 
     ``tiktoken.model`` (Kimi; needs ``tokenizer_config.json`` beside it) wins over ``tokenizer.json``
-    when a folder holds both, because it is the format Moonshot ships and trains with.
+    when a folder holds both, because it is the format Moonshot ships and trains with. With
+    ``vocab_size`` (the model's), a token whose id is not below it is an error.
     """
+    tok = _load_tokenizer(path)
+    if vocab_size is not None:
+        tok.check_vocab_size(vocab_size)
+    return tok
+
+
+def _load_tokenizer(path: str | Path) -> Tokenizer:
     path = Path(path)
     if path.name == "tokenizer_config.json":  # the config alone names no vocabulary; use its folder
         path = path.parent
