@@ -71,6 +71,7 @@ class Status:
     code: int
     body: dict
     headers: dict[str, str] = field(default_factory=dict)
+    delay_s: float = 0.0  # before the status line: a server that takes too long to answer
 
 
 Spec = SSE | Status | Callable[[dict], "SSE | Status"]
@@ -122,6 +123,7 @@ class FakeOpenAIServer:
                 if callable(spec):
                     spec = spec(body)
                 if isinstance(spec, Status):
+                    server.stop.wait(spec.delay_s)
                     self._json(spec.code, spec.body, spec.headers)
                 else:
                     self._sse(spec)
@@ -338,6 +340,7 @@ def test_content_only_answers_and_the_length_finish(server) -> None:
             ]
         ),
         answer_turn("thinking", "cut off her", finish="length"),
+        answer_turn("a budget", "stops this"),
     )
     b = OpenAIBackend(s.url, MODEL)
     assert run_turn(b) == [ThinkingEnd(), AnswerDelta("The mean is 4."), End("stop")]
@@ -347,6 +350,7 @@ def test_content_only_answers_and_the_length_finish(server) -> None:
         AnswerDelta("cut off her"),
         End("length"),
     ]
+    assert run_turn(b, stop_after=1) == [ThinkingDelta("a budget"), End("length")]  # closed early
 
 
 def test_malformed_calls_and_deltas_are_parse_errors_never_exceptions(server) -> None:
@@ -538,9 +542,15 @@ def test_connection_refused_and_an_unknown_host() -> None:
 
 def test_read_timeouts_and_a_connection_dropped_mid_stream(server) -> None:
     items = [chunk({"content": "a"}), chunk({"content": "b"}), chunk(finish="stop")]
-    s = server(SSE(items, stall_after=1, stall_s=3), SSE(items, drop_after=2), SSE(items[:2], done=False))
+    s = server(
+        SSE(items, stall_after=1, stall_s=3),
+        Status(200, {}, delay_s=3),
+        SSE(items, drop_after=2),
+        SSE(items[:2], done=False),
+    )
     b = OpenAIBackend(s.url, MODEL, timeout_s=0.5, max_retries=0)
     assert "sent nothing for 0.5 s in the middle of the stream, after 1 chunks (read timeout)" in fails(b)
+    assert "sent nothing for 0.5 s before answering, after 0 retries (read timeout)" in fails(b)
     assert "dropped mid-stream after 2 chunks" in fails(b)
     assert "without a finish reason" in fails(b)
 

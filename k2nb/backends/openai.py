@@ -42,6 +42,7 @@ read from the environment when a request is made and is never stored in a repr, 
 from __future__ import annotations
 
 import base64
+import hashlib
 import os
 import threading
 from collections.abc import Iterator, Mapping, Sequence
@@ -294,7 +295,8 @@ class _DeltaMapper:
             out.append(ToolCallDone(call.index, call_id, call.name or "", arguments, parsed))
             if problem is not None:
                 out.append(ParseError(f"Tool call {call_id!r} {problem}.", arguments))
-        out.append(End("length" if cut or self.finish_reason == "length" else "stop"))
+        stopped = self.finish_reason not in (None, "length") and not cut  # closed early: cut off
+        out.append(End("stop" if stopped else "length"))
         return out
 
 
@@ -321,7 +323,8 @@ def _api_base(url: str) -> str:
 
 class OpenAIBackend(BackendBase):
     """Turns from a chat-completions server. `api_key_env` names the environment variable that holds
-    the key (read at each request, never stored); None sends no real key (a local vLLM / SGLang).
+    the key (read at each request, held only by the client; never in a repr, message or log); None
+    sends no real key (a local vLLM / SGLang).
     `timeout_s` bounds the wait for each piece of the response (connect, first byte, every chunk);
     `max_retries` is the client's own bounded retry with backoff on connection errors, 429 and 5xx
     before a stream starts (none once it streams). `continuation` is how a forced answer continues
@@ -382,7 +385,8 @@ class OpenAIBackend(BackendBase):
 
     def _client(self) -> Any:
         key = self._key()
-        if self._client_obj is None or key != self._client_key:  # a key changed in the environment
+        digest = hashlib.sha256(key.encode()).hexdigest()  # the backend keeps no copy of the key
+        if self._client_obj is None or digest != self._client_key:  # the variable changed
             try:
                 import openai
             except ImportError:
@@ -391,7 +395,7 @@ class OpenAIBackend(BackendBase):
             self._client_obj = openai.OpenAI(
                 base_url=self.base_url, api_key=key, timeout=self.timeout_s, max_retries=self.max_retries
             )
-            self._client_key = key
+            self._client_key = digest
         return self._client_obj
 
     def served_models(self) -> list[str] | None:
@@ -442,6 +446,7 @@ class OpenAIBackend(BackendBase):
     def stream(
         self, prompt: Prompt, options: GenerationOptions, cancel: threading.Event | None = None
     ) -> TurnStream:
+        self.read = self.last_routing = None  # until this request reports its own
         turn = _ServedTurn(self, prompt, options, cancel)
         return TurnStream(turn.chunks(), turn.finish)
 
