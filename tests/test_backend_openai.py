@@ -621,7 +621,11 @@ def test_the_backend_keeps_prompt_routing_for_read_and_the_generated_as_last_rou
     def turn(prompt_len: int, gen_len: int) -> SSE:
         return SSE([chunk({"content": "x"}), vllm_recorded_final_chunk(prompt_len, gen_len)])
 
-    s = server(turn(6, 3), turn(12, 2), SSE([chunk({"content": "y"}), chunk(finish="stop")]))
+    def turn_then_usage(prompt_len: int, gen_len: int) -> SSE:  # include_usage: a chunk of its own
+        last = vllm_recorded_final_chunk(prompt_len, gen_len)
+        return SSE([chunk({"content": "x"}), {**last, "usage": None}, usage(prompt_len, gen_len)])
+
+    s = server(turn(6, 3), turn_then_usage(12, 2), SSE([chunk({"content": "y"}), chunk(finish="stop")]))
     b = OpenAIBackend(s.url, MODEL)
     run_turn(b)
     assert (len(b.read_routing()), len(b.last_routing), b.last_routing.start) == (6, 3, 6)
@@ -696,3 +700,13 @@ def test_fork_shares_the_client_and_importing_backends_needs_no_openai(server) -
     assert run_turn(f)[-2] == AnswerDelta("two.")
     code = "import sys, k2nb.backends; assert 'openai' not in sys.modules"
     assert subprocess.run([sys.executable, "-c", code], timeout=60).returncode == 0
+
+
+def test_sglang_routing_is_asked_for_and_decoded_with_the_models_shape(server) -> None:
+    recorded = sglang_recorded_response(5, 2)
+    final = chunk(finish="stop", choice={"meta_info": recorded["meta_info"]})
+    s = server(SSE([chunk({"content": "x"}), final, usage(5, 2)]))
+    b = OpenAIBackend(s.url, MODEL, request_routing=True, moe_shape=(3, 2))
+    run_turn(b)
+    assert s.requests[0]["return_routed_experts"] is True
+    assert (len(b.read_routing()), list(b.last_routing.positions)) == (5, [5, 6])

@@ -1,42 +1,26 @@
 """A served model as a backend: any OpenAI-compatible `/v1/chat/completions` endpoint (vLLM, SGLang,
 Moonshot's API, ...), streamed with the official `openai` package (imported lazily: `pip install
-k2nb[served]`).
+k2nb[served]`). See docs/served.md for what each server supports.
 
-The server runs the chat template and parses the output itself, so this backend maps its deltas to
+The server renders the chat template and parses the output, so this backend maps its deltas to
 `k2nb.events`: `reasoning_content` (Moonshot, SGLang) or `reasoning` (newer vLLM) → `ThinkingDelta`;
 the first content or tool-call delta after them → `ThinkingEnd`; `content` → `AnswerDelta`; tool-call
-deltas (index, id, name, argument fragments) → `ToolCallStart` / `ToolCallArgsDelta`, and a
-`ToolCallDone` per call when the stream ends (arguments checked by the K2 parser's
-`parse_arguments`; malformed ones are a `ParseError`, never an exception); finish_reason "length" →
-`End("length")`, anything else → `End("stop")`. Token ids and positions are not reported: chunks carry
-`token_id=None`, so the trajectory holds text, not tokens, for a served run.
+deltas → `ToolCallStart` / `ToolCallArgsDelta`, and a `ToolCallDone` per call when the stream ends
+(arguments checked by the K2 parser's `parse_arguments`: malformed is a `ParseError`, never an
+exception); finish_reason "length" → `End("length")`, else `End("stop")`. Servers report no token ids
+or positions: chunks carry `token_id=None`. Each assistant message is sent back with its
+`reasoning_content` (Moonshot's API rejects a tool-call message without it).
 
-Each assistant message is sent back with its `reasoning_content` (Moonshot's API rejects a tool-call
-message without it; the K2 template renders it for the current turn).
+A forced answer (`Prompt.forced_reasoning`, a thinking budget ran out) is a final assistant message
+holding that reasoning, which the server continues: vLLM with `continue_final_message: true,
+add_generation_prompt: false` (documented); SGLang with the same fields (unverified); Moonshot in
+partial mode, `"partial": true` on that message (documented for `content`; after `reasoning_content`
+unverified). While forced, reasoning deltas are answer text: a reasoning parser that did not see the
+closing marker in the output would report the answer as reasoning.
 
-A thinking budget that ran out (`Prompt.forced_reasoning`) is sent as a final assistant message holding
-that reasoning, which the server continues:
-
-- vLLM: `continue_final_message: true, add_generation_prompt: false` (documented extra chat
-  parameters);
-- SGLang: the same two fields (its chat request has `continue_final_message`; unverified here);
-- Moonshot: partial mode, `"partial": true` on the last assistant message (documented for `content`;
-  that it continues after `reasoning_content` is unverified).
-
-`continuation="vllm"` (the default) or `"partial"` (chosen by default when the URL's host is Moonshot's)
-picks one. While forced, reasoning deltas are taken as answer text: a server's reasoning parser that
-did not see the closing marker in the output would otherwise report the answer as reasoning.
-
-Routing, where a server reports it (see `routing_from_vllm`, `routing_from_sglang`): the prompt part is
-kept for `read_routing()` (only the tokens not reported by an earlier request of this backend), the
-generated part, which arrives only when the request ends, as `last_routing`. Servers report no routing
-weights: the records hold 1/top_k for each chosen expert.
-
-Faults are a `ServerError` of one sentence (the loop ends the run with an error node and keeps the
-trajectory): connection refused / DNS, 401/403 (naming the variable the key came from), 404 (listing
-the served models when `/v1/models` answers), 429 and 5xx after the client's bounded retries with
-backoff, read timeouts, a connection dropped mid-stream, a server that takes no tools. The API key is
-read from the environment when a request is made and is never stored in a repr, message or log.
+Routing (vLLM's and SGLang's reports, `routing_from_vllm` / `routing_from_sglang`) carries no weights:
+each chosen expert gets 1/top_k. Faults are a `ServerError` of one sentence; the API key is read from
+the variable `api_key_env` names and never appears in a repr, message or log.
 """
 
 from __future__ import annotations
@@ -198,7 +182,8 @@ class _DeltaMapper:
             or _find_field(chunk, "routed_experts") is not None
             or chunk.get("prompt_routed_experts") is not None
         ):
-            self.last = {**self.last, **{k: v for k, v in chunk.items() if v is not None}}
+            # usage may come in a chunk of its own after the routing: merge, keeping reported choices
+            self.last.update((k, v) for k, v in chunk.items() if v is not None and (k != "choices" or v))
         choices = chunk.get("choices")
         if choices is None:
             return out
