@@ -83,6 +83,79 @@ class _QuietServer(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
+class _Handler(BaseHTTPRequestHandler):
+    """Plays the fake server's script (`self.server.fake`)."""
+
+    protocol_version = "HTTP/1.1"
+
+    @property
+    def fake(self) -> FakeOpenAIServer:
+        return self.server.fake  # type: ignore[attr-defined]
+
+    def log_message(self, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        if self.path.rstrip("/") == "/v1/models":
+            data = [{"id": m, "object": "model", "owned_by": "k2nb"} for m in self.fake.models]
+            self._json(200, {"object": "list", "data": data})
+        else:
+            self._json(404, {"error": {"message": "not found"}})
+
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        self.fake.requests.append(body)
+        if self.fake.key is not None and self.headers.get("Authorization") != f"Bearer {self.fake.key}":
+            sent = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
+            # a server that echoes the key it was sent, as some do: the client must redact it
+            self._json(401, {"error": {"message": f"Incorrect API key provided: {sent}"}})
+            return
+        spec = self.fake.script.pop(0) if self.fake.script else Status(500, {"error": {"message": "empty"}})
+        if callable(spec):
+            spec = spec(body)
+        if isinstance(spec, Status):
+            self.fake.stop.wait(spec.delay_s)
+            self._json(spec.code, spec.body, spec.headers)
+        else:
+            self._sse(spec)
+
+    def _json(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
+        raw = json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def _sse(self, spec: SSE) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        try:
+            for i, item in enumerate(spec.items):
+                if spec.drop_after == i:
+                    self.wfile.flush()
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    self.close_connection = True
+                    return
+                if spec.stall_after == i:
+                    self.fake.stop.wait(spec.stall_s)
+                self._chunk(item if isinstance(item, str) else f"data: {json.dumps(item)}\n\n")
+            if spec.done:
+                self._chunk("data: [DONE]\n\n")
+            self.wfile.write(b"0\r\n\r\n")
+        except (BrokenPipeError, ConnectionResetError):  # the client closed the stream
+            self.close_connection = True
+
+    def _chunk(self, text: str) -> None:
+        raw = text.encode()
+        self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
+        self.wfile.flush()
+
+
 class FakeOpenAIServer:
     """A test double for a hosted API's / vLLM's OpenAI-compatible streaming format, on 127.0.0.1: each
     POST to /v1/chat/completions plays the next scripted response (an SSE stream over chunked transfer
@@ -96,75 +169,8 @@ class FakeOpenAIServer:
         self.key = key
         self.requests: list[dict] = []
         self.stop = threading.Event()
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == "/v1/models":
-                    data = [{"id": m, "object": "model", "owned_by": "k2nb"} for m in server.models]
-                    self._json(200, {"object": "list", "data": data})
-                else:
-                    self._json(404, {"error": {"message": "not found"}})
-
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
-                server.requests.append(body)
-                if server.key is not None and self.headers.get("Authorization") != f"Bearer {server.key}":
-                    sent = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
-                    # a server that echoes the key it was sent, as some do: the client must redact it
-                    self._json(401, {"error": {"message": f"Incorrect API key provided: {sent}"}})
-                    return
-                spec = server.script.pop(0) if server.script else Status(500, {"error": {"message": "empty"}})
-                if callable(spec):
-                    spec = spec(body)
-                if isinstance(spec, Status):
-                    server.stop.wait(spec.delay_s)
-                    self._json(spec.code, spec.body, spec.headers)
-                else:
-                    self._sse(spec)
-
-            def _json(self, code: int, body: dict, headers: dict[str, str] | None = None) -> None:
-                raw = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(raw)))
-                for k, v in (headers or {}).items():
-                    self.send_header(k, v)
-                self.end_headers()
-                self.wfile.write(raw)
-
-            def _sse(self, spec: SSE) -> None:
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Transfer-Encoding", "chunked")
-                self.end_headers()
-                try:
-                    for i, item in enumerate(spec.items):
-                        if spec.drop_after == i:
-                            self.wfile.flush()
-                            self.connection.shutdown(socket.SHUT_RDWR)
-                            self.close_connection = True
-                            return
-                        if spec.stall_after == i:
-                            server.stop.wait(spec.stall_s)
-                        self._chunk(item if isinstance(item, str) else f"data: {json.dumps(item)}\n\n")
-                    if spec.done:
-                        self._chunk("data: [DONE]\n\n")
-                    self.wfile.write(b"0\r\n\r\n")
-                except (BrokenPipeError, ConnectionResetError):  # the client closed the stream
-                    self.close_connection = True
-
-            def _chunk(self, text: str) -> None:
-                raw = text.encode()
-                self.wfile.write(f"{len(raw):x}\r\n".encode() + raw + b"\r\n")
-                self.wfile.flush()
-
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
+        self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
+        self.httpd.fake = self  # type: ignore[attr-defined]
         self.httpd.daemon_threads = True
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
