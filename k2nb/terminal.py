@@ -112,7 +112,8 @@ def cmd_think(args: argparse.Namespace) -> int:
         raise K2nbError(f"bad option: {e}") from None
     view = TerminalView(sys.stderr if args.json else sys.stdout)
     observers = [] if args.json else [view]
-    result = think(args.question, model=args.model, python=not args.no_tools,
+    served = {"endpoint": args.endpoint, "served_model": args.served_model, "api_key_env": args.api_key_env}
+    result = think(args.question, model=args.model, python=not args.no_tools, **served,
                    observers=observers, options=options)
     if args.export:
         import nbformat
@@ -147,6 +148,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-think-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--endpoint", metavar="URL", help="a served model: an OpenAI-compatible server")
+    p.add_argument("--served-model", metavar="NAME", help="its name on --endpoint (default: the one served)")
+    p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding --endpoint's API key")
     p.add_argument("--no-tools", action="store_true", help="answer without the python tool")
     p.add_argument("--json", action="store_true", help="print one JSON object (answer, tool_calls, "
                    "checks, trajectory)")

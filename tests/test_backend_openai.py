@@ -716,3 +716,50 @@ def test_sglang_routing_is_asked_for_and_decoded_with_the_models_shape(server) -
     run_turn(b)
     assert s.requests[0]["return_routed_experts"] is True
     assert (len(b.read_routing()), list(b.last_routing.positions)) == (5, [5, 6])
+
+
+# --------------------------------------------------------------------------------------------
+# where a user meets it: think(endpoint=), k2nb think --endpoint, %k2model connect, %%k2think --endpoint
+
+
+def test_think_endpoint_and_the_cli_pick_the_served_model(server, capsys) -> None:
+    from k2nb.cli import main
+
+    script = [tool_turn("Sum and divide.", "print(sum([1, 2, 3, 10]) / 4)"), second_turn]
+    s = server(*script, *script)
+    r = think(MEAN, endpoint=s.url)  # the model: the one the server lists
+    assert r.answer == "The mean is 4.0." and s.requests[0]["model"] == MODEL
+    assert main(["think", MEAN, "--endpoint", s.url, "--served-model", MODEL, "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["answer"] == "The mean is 4.0." and out["end_reason"] == "answer"
+    assert [c["name"] for c in out["tool_calls"]] == ["python"] and out["checks"]
+
+
+def test_connect_names_what_is_wrong_in_one_sentence(server, capsys) -> None:
+    from k2nb.backends.openai import connect
+    from k2nb.cli import main
+
+    s = server(models=("a", "b"))
+    with pytest.raises(ServerError, match="serves a, b; say which one"):
+        connect(s.url)
+    with pytest.raises(ServerError, match="serves a, b, not 'c'"):
+        connect(s.url, "c")
+    assert connect(s.url, "b").model == "b"
+    assert main(["think", MEAN, "--endpoint", "http://127.0.0.1:9"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "127.0.0.1:9" in err and "\n" not in err and "Traceback" not in err
+
+
+def test_the_notebook_connects_runs_tool_cells_and_disconnects(server, ip, k2) -> None:
+    from IPython.core.error import UsageError
+
+    s = server(tool_turn("Compute.", "k2_served = 6 * 7\nprint(k2_served)"), second_turn)
+    ip.run_line_magic("k2model", f"connect {s.url}")
+    assert "k2-test at" in k2.model_info() and "serves k2-test" in k2.model_info()
+    res = ip.run_cell("%%k2think\nWhat is 6 times 7?", store_history=True)
+    assert res.error_in_exec is None and res.result.answer == "The mean is 42."
+    assert ip.user_ns["k2_served"] == 42 and len(res.result.cells) == 1  # the call ran as a cell
+    ip.run_line_magic("k2model", "disconnect")
+    assert k2.backend is None
+    res = ip.run_cell("%%k2think --endpoint http://127.0.0.1:9\nhello")
+    assert isinstance(res.error_in_exec, UsageError) and "127.0.0.1:9" in str(res.error_in_exec)

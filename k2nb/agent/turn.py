@@ -267,6 +267,9 @@ def think(
     python: bool = True,
     observers: Sequence[Observer] = (),
     options: ThinkOptions | None = None,
+    endpoint: str | None = None,
+    served_model: str | None = None,
+    api_key_env: str | None = None,
     **overrides: Any,
 ) -> ThinkResult:
     """Answer `prompt` with the reasoning loop; returns `.answer`, `.trajectory`, `.routing`.
@@ -275,9 +278,15 @@ def think(
     `ScriptedBackend`). `tools` are `@tool` functions added to the built-in `python` tool
     (`python=False` leaves it out). `options` are the run's settings; other keywords are
     `ThinkOptions` / `Budgets` fields applied on top (`tool_calls=8`, `think_tokens=2000`,
-    `temperature=0.7`, `checks=[...]`, ...).
+    `temperature=0.7`, `checks=[...]`, ...). `endpoint` runs a served model instead (an
+    OpenAI-compatible server: vLLM, SGLang, a hosted API; `served_model` as it is named there, the
+    key in the environment variable `api_key_env`).
     """
-    if backend is None:
+    if backend is None and endpoint is not None:
+        from k2nb.backends.openai import connect
+
+        backend = connect(endpoint, served_model, api_key_env)
+    elif backend is None:
         from k2nb.backends.engine import engine_backend
 
         backend = engine_backend(model)

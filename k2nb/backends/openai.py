@@ -42,7 +42,7 @@ from k2nb.events import (
 )
 from k2nb.routing import Routing
 
-__all__ = ["OpenAIBackend", "ServerError", "routing_from_sglang", "routing_from_vllm"]
+__all__ = ["OpenAIBackend", "ServerError", "connect", "routing_from_sglang", "routing_from_vllm"]
 
 # The message fields a chat-completions server reads; anything else a message holds is k2nb's own.
 _MESSAGE_KEYS = ("role", "content", "reasoning_content", "tool_calls", "tool_call_id", "name")
@@ -108,6 +108,7 @@ class OpenAIBackend(BackendBase):
         self._seen = 0  # tokens of the conversation an earlier request already reported routing for
         self._client_obj: Any = None
         self._client_key: str | None = None
+        self.served: list[str] | None = None  # what /v1/models listed when `connect` checked
 
     def __repr__(self) -> str:
         key = f", api_key_env={self.api_key_env!r}" if self.api_key_env else ""
@@ -222,6 +223,36 @@ class OpenAIBackend(BackendBase):
         if n_prompt:
             generated = len(gen) if gen is not None else int((usage or {}).get("completion_tokens") or 0)
             self._seen = n_prompt + generated
+
+
+def connect(url: str, model: str | None = None, api_key_env: str | None = None, **kw: Any) -> OpenAIBackend:
+    """A backend for the server at `url`: `model` as served there, or the only one it lists.
+
+    Checks the connection at once (one `/v1/models` request), so a wrong URL, key or model name is
+    one sentence here rather than at the first turn."""
+    backend = OpenAIBackend(url, model or "", api_key_env, **kw)
+    backend._key()  # an unset key variable is named before any request
+    served = backend.served_models()
+    if served is None:
+        if model:
+            return backend  # some servers (hosted APIs) do not list models; the first turn will tell
+        raise ServerError(
+            f"the server at {backend.base_url} does not answer /models; is it running, and is it "
+            "OpenAI-compatible? Give the model name too if it lists none"
+        )
+    if model and model not in served:
+        raise ServerError(
+            f"the server at {backend.base_url} serves {', '.join(served) or 'no model'}, not {model!r}"
+        )
+    if not model:
+        if len(served) != 1:
+            raise ServerError(
+                f"the server at {backend.base_url} serves {', '.join(served) or 'no model'}; "
+                "say which one (--served-model NAME)"
+            )
+        backend.model = served[0]
+    backend.served = served
+    return backend
 
 
 def _vllm_choice_routing(payload: Mapping[str, Any]) -> bool:

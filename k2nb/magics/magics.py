@@ -47,6 +47,7 @@ HELP = """k2nb magics
       --no-dashboard  --export FILE.ipynb
     Returns a K2Result (answer, trajectory, routing, .to_notebook(), .show()), so `_` is the run.
   %k2model [load PATH [--device D] [--dtype T] | unload]    show / load / unload the model
+  %k2model connect URL [--model NAME] [--api-key-env VAR] | disconnect     a served model (vLLM, ...)
   %k2route [N] [--static]  the routing dashboard of the last (or Nth) run
   %k2nb [help | settings | set KEY VALUE | reset]"""
 
@@ -120,6 +121,17 @@ class K2State:
         self.conversation = None  # a conversation belongs to the model it was held with
         return model
 
+    def connect(self, url: str, model: str | None, api_key_env: str | None) -> None:
+        """Run `%%k2think` on a served model (an OpenAI-compatible server) from now on."""
+        from k2nb.backends.openai import connect
+        from k2nb.engine.errors import K2nbError
+
+        try:
+            backend = connect(url, model, api_key_env)
+        except K2nbError as exc:
+            raise UsageError(f"%k2model connect: {exc}") from None
+        self.use_backend(backend, f"{backend.model} at {backend.base_url}")
+
     def unload(self) -> None:
         self.model = self.backend = self.conversation = None
         self.model_path = None
@@ -154,7 +166,10 @@ class K2State:
 
     def model_info(self) -> str:
         if self.backend is not None:
-            return f"backend: {self.model_path} ({type(self.backend).__name__})"
+            served = getattr(self.backend, "served", None)
+            listing = f"; the server serves {', '.join(served)}" if served else ""
+            routing = "" if getattr(self.backend, "request_routing", True) else "; it reports no routing"
+            return f"backend: {self.model_path} ({type(self.backend).__name__}){listing}{routing}"
         if self.model is None:
             from k2nb.kernels import warm
 
@@ -227,6 +242,8 @@ class K2Magics(Magics):
         s = st.settings
         if args.model:
             st.load(args.model)
+        if args.endpoint:
+            st.connect(args.endpoint, args.served_model, args.api_key_env)
         conv = st.conversation_for(args.new)
         cancel = threading.Event()
         approve = args.approve or s["approve"]
@@ -302,15 +319,27 @@ class K2Magics(Magics):
 
     @line_magic
     def k2model(self, line: str) -> None:
-        """%k2model [load PATH [--device D] [--dtype T] | unload]"""
+        """%k2model [load PATH [--device D] [--dtype T] | unload | connect URL [--model NAME]
+        [--api-key-env VAR] | disconnect]"""
         p = _Parser(prog="%k2model", add_help=False)
-        p.add_argument("action", nargs="?", choices=("show", "load", "unload"), default="show")
+        actions = ("show", "load", "unload", "connect", "disconnect")
+        p.add_argument("action", nargs="?", choices=actions, default="show")
         p.add_argument("path", nargs="?")
         p.add_argument("--device")
         p.add_argument("--dtype")
+        p.add_argument("--model", dest="served_model")
+        p.add_argument("--api-key-env")
         args = parse_line(p, line)
         st = self.state
-        if args.action == "load":
+        if args.action == "connect":
+            if not args.path:
+                raise UsageError("%k2model connect: give the server's URL, e.g. http://127.0.0.1:8000")
+            st.connect(args.path, args.served_model, args.api_key_env)
+        elif args.action == "disconnect":
+            st.unload()
+            print("k2nb: disconnected")
+            return
+        elif args.action == "load":
             if not args.path:
                 raise UsageError("%k2model load: give a checkpoint folder, e.g. %k2model load ./k2-nano")
             st.load(args.path, device=args.device, dtype=args.dtype)
