@@ -759,6 +759,9 @@ def test_the_notebook_connects_runs_tool_cells_and_disconnects(server, ip, k2) -
     res = ip.run_cell("%%k2think\nWhat is 6 times 7?", store_history=True)
     assert res.error_in_exec is None and res.result.answer == "The mean is 42."
     assert ip.user_ns["k2_served"] == 42 and len(res.result.cells) == 1  # the call ran as a cell
+    from k2nb.widgets.dashboard import NO_ROUTING
+
+    assert NO_ROUTING in res.result.dashboard().to_html()  # the server reported no routing: said so
     ip.run_line_magic("k2model", "disconnect")
     assert k2.backend is None
     res = ip.run_cell("%%k2think --endpoint http://127.0.0.1:9\nhello")

@@ -403,7 +403,7 @@ class K2Magics(Magics):
 
             trace = result.full_routing()
             if trace is None:
-                print("k2nb: this run has no routing (no generated tokens)")
+                print("k2nb: this run has no routing (no tokens, or a backend that reports none)")
                 return None
             return plot.expert_load(trace, title="expert load of the run")
         result.show()

@@ -18,10 +18,14 @@ if TYPE_CHECKING:
     from k2nb.routing import Routing
 
 
+NO_ROUTING = "Expert routing: this backend reports no routing (a served model without routed-expert reports)."
+
+
 class Dashboard(ipywidgets.VBox):
     """Tree and checks side by side above the heatmap. Choosing a node (in the tree, or a check's
     node in the panel) highlights its tokens in the heatmap; the links run in the browser, so they
-    work while the kernel is busy. Without a trace the heatmap is left out."""
+    work while the kernel is busy. Without routing (a served model that reports none) the heatmap's
+    place says so."""
 
     def __init__(
         self,
@@ -52,6 +56,9 @@ class Dashboard(ipywidgets.VBox):
         if self.heatmap is not None:
             children.append(self.heatmap)
             self.links.append(link(self.tree, self.heatmap))
+        else:
+            note = f"<div class='k2nb-no-routing' style='color:#777'>{NO_ROUTING}</div>"
+            children.append(ipywidgets.HTML(note))
         super().__init__(children, layout=ipywidgets.Layout(width="100%"), **kwargs)
         self.add_class("k2nb-dashboard")
 
@@ -79,6 +86,8 @@ class Dashboard(ipywidgets.VBox):
             a, b = self.heatmap.selected_indices
             parts.append(img(plot.routing_heatmap(self.trace, token=(a, b), trajectory=self.trajectory),
                              "expert routing heatmap"))
+        else:
+            parts.append(f"<p class='k2nb-no-routing'>{NO_ROUTING}</p>")
         return "<div>" + "".join(parts) + "</div>"
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict | None:
