@@ -261,7 +261,8 @@ def test_dashboard_links_and_spans(run):
     spans = subtree_spans(run.trajectory)
     assert spans[run.trajectory.root.id][0] >= run.trace.n_prompt
     no_trace = Dashboard(run.trajectory)
-    assert no_trace.heatmap is None and len(no_trace.children) == 1
+    assert no_trace.heatmap is None and len(no_trace.children) == 2  # the tree and panel, and a note
+    assert "reports no routing" in no_trace.children[1].value
 
 
 # ---- a real notebook ------------------------------------------------------------------------
