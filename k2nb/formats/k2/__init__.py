@@ -49,6 +49,7 @@ Parsing is :class:`ChatStreamParser` (``parser.py``); the markers are named in `
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from k2nb.formats.base import Piece
@@ -91,7 +92,17 @@ from k2nb.formats.k2.render import (
 if TYPE_CHECKING:
     from k2nb.formats.base import TokenizerLike as Tokenizer
 
+# The same format as a Jinja chat template (what a checkpoint's tokenizer_config.json carries for
+# vLLM, SGLang and transformers); tests/test_chat_template.py holds it equal to `render_text`.
+CHAT_TEMPLATE_PATH = Path(__file__).with_name("chat_template.jinja")
+
+
+def chat_template() -> str:
+    """The K2 chat format as a Jinja template (for `tokenizer_config.json`'s `chat_template`)."""
+    return CHAT_TEMPLATE_PATH.read_text(encoding="utf-8")
+
 __all__ = [
+    "CHAT_TEMPLATE_PATH",
     "DEFAULT_SYSTEM_PROMPT",
     "GENERATION_PROMPT_PIECES",
     "IM_ASSISTANT",
@@ -114,6 +125,7 @@ __all__ = [
     "TOOL_CALL_SECTION_END_SINGULAR",
     "ChatStreamParser",
     "K2Format",
+    "chat_template",
     "encode_conversation",
     "encode_pieces",
     "keeps_reasoning",
