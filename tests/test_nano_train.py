@@ -147,6 +147,9 @@ def test_checkpoint_loads_through_the_engine(tiny_run):
         assert (out / name).is_file(), name
     model = load_model(out)
     assert model.tokenizer is not None and model.config.model_type == "kimi_k2"
+    from k2nb.formats.k2 import chat_template
+
+    assert json.loads((out / "tokenizer_config.json").read_text())["chat_template"] == chat_template()
     assert model.config.n_routed_experts >= 16 and model.config.num_experts_per_tok >= 2
     assert model.config.first_k_dense_replace == 1 and model.config.n_shared_experts >= 1
     ids = encode_conversation(model.tokenizer, [{"role": "user", "content": "What is 2 + 2?"}], C.TOOLS)

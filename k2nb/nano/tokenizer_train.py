@@ -31,7 +31,7 @@ import json
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from k2nb.formats.k2 import IM_END, SPECIAL_MARKERS
+from k2nb.formats.k2 import IM_END, SPECIAL_MARKERS, chat_template
 from k2nb.nano.curriculum import Problem, generate
 from k2nb.nano.data import training_pieces
 
@@ -85,7 +85,8 @@ def build_tokenizer(texts: Iterable[str], vocab_size: int = VOCAB_SIZE):  # -> t
 
 
 def save_tokenizer(tok, folder: str | Path) -> Path:  # tok: tokenizers.Tokenizer
-    """Write tokenizer.json and tokenizer_config.json (the files ``k2nb.engine.load_tokenizer`` reads)."""
+    """Write tokenizer.json and tokenizer_config.json (the files ``k2nb.engine.load_tokenizer`` reads;
+    the config also carries the K2 chat template, so transformers and vLLM prompt the model as k2nb)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     tok.save(str(folder / "tokenizer.json"))
@@ -101,6 +102,7 @@ def save_tokenizer(tok, folder: str | Path) -> Path:  # tok: tokenizers.Tokenize
         "pad_token": None,
         "model_max_length": 4096,
         "added_tokens_decoder": added,
+        "chat_template": chat_template(),
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2) + "\n")
     return folder
