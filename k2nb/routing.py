@@ -101,9 +101,7 @@ class Routing:
 
     def load_balance(self) -> np.ndarray:
         """Per MoE layer: max expert load ÷ mean load (1.0 is perfectly balanced; 0 with no tokens)."""
-        c = self.expert_counts().astype(np.float64)
-        mean = c.mean(axis=1) if c.size else np.zeros(self.n_layers)
-        return np.where(mean > 0, c.max(axis=1, initial=0) / np.maximum(mean, 1e-12), 0.0)
+        return balance(self.expert_counts())
 
     def top_experts(self, n: int = 3) -> list[list[tuple[int, int]]]:
         """Per MoE layer, the `n` most chosen experts as (expert id, count)."""
@@ -227,8 +225,19 @@ class RoutingBuffer:
             self._arrays = _alloc(16, self.n_layers, self.top_k)
 
     def append(self, position: int, token_id: int, experts: Any, weights: Any) -> None:
-        """One token: `experts` and `weights` ``[n_layers, top_k]``."""
-        self.extend([position], [token_id], np.asarray(experts)[None], np.asarray(weights)[None])
+        """One token: `experts` and `weights` ``[n_layers, top_k]`` (once per generated token: direct
+        stores, no temporary arrays)."""
+        e, w = np.asarray(experts), np.asarray(weights)
+        if e.shape != (self.n_layers, self.top_k) or w.shape != e.shape:
+            raise ValueError(
+                f"routing of the token at position {position} has shapes {e.shape}/{w.shape}, expected "
+                f"[T, {self.n_layers}, {self.top_k}] (tokens, moe_layers, top_k)"
+            )
+        if self.n == len(self._arrays["positions"]):
+            self._grow()
+        a, i = self._arrays, self.n
+        a["positions"][i], a["tokens"][i], a["experts"][i], a["weights"][i] = position, token_id, e, w
+        self.n += 1
 
     def extend(
         self, positions: Any, token_ids: Any, experts: Any, weights: Any, prompt: bool = False
@@ -290,6 +299,14 @@ class RoutingBuffer:
             a["positions"][:n], a["tokens"][:n], a["experts"][:n], a["weights"][:n],
             self.moe_layer_ids, self.n_experts, self.n_prompt,
         )
+
+
+def balance(counts: np.ndarray) -> np.ndarray:
+    """Per layer of ``counts [n_layers, n_experts]``: max load ÷ mean load (1 is perfectly even; 0 for
+    a layer with no tokens)."""
+    c = np.asarray(counts, dtype=np.float64)
+    mean = c.mean(axis=1) if c.size else np.zeros(len(c))
+    return np.where(mean > 0, c.max(axis=1, initial=0) / np.maximum(mean, 1e-12), 0.0)
 
 
 def _alloc(capacity: int, n_layers: int, top_k: int) -> dict[str, np.ndarray]:

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from k2nb.routing import UNTRACED_TOKEN
+from k2nb.routing import UNTRACED_TOKEN, balance
 
 if TYPE_CHECKING:
     from k2nb.agent.trajectory import Node, Trajectory
@@ -214,9 +214,7 @@ def selection_stats(trace: Routing, start: int, end: int) -> dict[str, np.ndarra
     n = max(0, min(end, len(trace)) - max(start, 0))
     load = trace.expert_counts(start=start, end=end).astype(np.float64)
     wsum = trace.expert_counts(weighted=True, start=start, end=end)
-    mean = load.mean(axis=1)
-    balance = np.where(mean > 0, load.max(axis=1) / np.maximum(mean, 1e-12), 0.0)
-    return {"load": load, "weight": wsum / max(n, 1), "balance": balance}
+    return {"load": load, "weight": wsum / max(n, 1), "balance": balance(load)}
 
 
 # ---------------------------------------------------------------------------------------------
