@@ -9,7 +9,7 @@ import shutil
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from checkpoint_edits import edit_config, edit_tensors
 
 from k2nb.engine import CheckpointError, ConfigError, ModelConfig, load_model
 from k2nb.engine.errors import TokenizerError
@@ -22,20 +22,6 @@ EXPERT = "model.layers.1.mlp.experts.3.down_proj.weight"
 def ckpt(k2_like, tmp_path):
     """A private copy of the tiny K2-like checkpoint (3 layers, num_nextn_predict_layers 1)."""
     return shutil.copytree(k2_like[0], tmp_path / "ckpt")
-
-
-def _edit_config(folder, **changes):
-    p = folder / "config.json"
-    d = json.loads(p.read_text())
-    d.update(changes)
-    p.write_text(json.dumps(d))
-
-
-def _edit_tensors(folder, fn):
-    p = folder / "model.safetensors"
-    tensors = load_file(p)
-    fn(tensors)
-    save_file(tensors, p)
 
 
 def _base_dict():
@@ -52,7 +38,7 @@ def _base_dict():
 # ---- layers beyond the config ---------------------------------------------------------------------
 
 def test_a_layer_beyond_the_mtp_layers_is_refused(ckpt):
-    _edit_tensors(ckpt, lambda t: t.update({"model.layers.4.mlp.gate.weight": torch.zeros(16, 64)}))
+    edit_tensors(ckpt, lambda t: t.update({"model.layers.4.mlp.gate.weight": torch.zeros(16, 64)}))
     with pytest.raises(CheckpointError, match=r"model.safetensors: tensor 'model.layers.4.mlp.gate.weight' "
                                               r"belongs to layer 4, but config.json has num_hidden_layers 3 "
                                               r"\(and num_nextn_predict_layers 1\)"):
@@ -60,15 +46,15 @@ def test_a_layer_beyond_the_mtp_layers_is_refused(ckpt):
 
 
 def test_a_layer_beyond_num_hidden_layers_without_mtp_is_refused(ckpt):
-    _edit_config(ckpt, num_nextn_predict_layers=0)
-    _edit_tensors(ckpt, lambda t: t.update({"model.layers.3.eh_proj.weight": torch.zeros(4, 4)}))
+    edit_config(ckpt, num_nextn_predict_layers=0)
+    edit_tensors(ckpt, lambda t: t.update({"model.layers.3.eh_proj.weight": torch.zeros(4, 4)}))
     with pytest.raises(CheckpointError, match=r"'model.layers.3.eh_proj.weight' belongs to layer 3, but "
                                               r"config.json has num_hidden_layers 3 \(and num_nextn"):
         load_model(ckpt, progress=False)
 
 
 def test_negative_layer_count_is_refused_at_load(ckpt):
-    _edit_config(ckpt, num_hidden_layers=-1)
+    edit_config(ckpt, num_hidden_layers=-1)
     with pytest.raises(ConfigError, match=r"config.json: num_hidden_layers must be >= 1, got -1"):
         load_model(ckpt, progress=False)
 
@@ -131,7 +117,7 @@ def test_nan_rope_theta_in_rope_parameters_is_refused():
 
 
 def test_nan_in_the_config_file_is_refused_at_load(ckpt):
-    _edit_config(ckpt, rope_parameters={"rope_type": "default", "rope_theta": math.nan})
+    edit_config(ckpt, rope_parameters={"rope_type": "default", "rope_theta": math.nan})
     with pytest.raises(ConfigError, match=r"config.json: 'rope_parameters.rope_theta' must be a finite"):
         load_model(ckpt, progress=False)
 
@@ -141,7 +127,7 @@ def test_nan_in_the_config_file_is_refused_at_load(ckpt):
 @pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int32, torch.int64, torch.bool])
 def test_integer_tensors_are_refused(ckpt, dtype):
     name = "model.layers.0.self_attn.kv_a_layernorm.weight"
-    _edit_tensors(ckpt, lambda t: t.update({name: t[name].to(dtype)}))
+    edit_tensors(ckpt, lambda t: t.update({name: t[name].to(dtype)}))
     kind = str(dtype).removeprefix("torch.")
     with pytest.raises(CheckpointError, match=rf"model.safetensors: tensor '{name}' has {kind} values, "
                                               "which cannot be loaded as weights"):
@@ -150,7 +136,7 @@ def test_integer_tensors_are_refused(ckpt, dtype):
 
 @pytest.mark.parametrize("dtype", [torch.float8_e4m3fn, torch.float8_e5m2])
 def test_fp8_tensor_without_its_scale_is_refused(ckpt, dtype):
-    _edit_tensors(ckpt, lambda t: t.update({EXPERT: t[EXPERT].to(dtype)}))
+    edit_tensors(ckpt, lambda t: t.update({EXPERT: t[EXPERT].to(dtype)}))
     kind = str(dtype).removeprefix("torch.")
     message = rf"model.safetensors: tensor '{EXPERT}' is {kind} without its '{EXPERT}_scale_inv'; FP8"
     with pytest.raises(CheckpointError, match=message + " checkpoints are not supported yet"):
@@ -162,7 +148,7 @@ def test_fp8_tensor_with_its_scale_but_no_quantization_config_is_refused(ckpt):
         t[EXPERT] = t[EXPERT].to(torch.float8_e4m3fn)
         t[EXPERT + "_scale_inv"] = torch.ones(1, 1)
 
-    _edit_tensors(ckpt, fp8)
+    edit_tensors(ckpt, fp8)
     with pytest.raises(CheckpointError, match=rf"tensor '{EXPERT}_scale_inv' is an FP8 block scale, but "
                                               "config.json has no quantization_config; FP8 checkpoints"):
         load_model(ckpt, progress=False)
@@ -177,20 +163,20 @@ def test_non_finite_weights_are_refused(ckpt, name, value):
     def poison(t):
         t[name].view(-1)[-1] = value
 
-    _edit_tensors(ckpt, poison)
+    edit_tensors(ckpt, poison)
     with pytest.raises(CheckpointError, match=rf"model.safetensors: tensor '{name}' holds NaN or Inf values"):
         load_model(ckpt, progress=False)
 
 
 @pytest.mark.parametrize("dtype", ["bfloat16", "float16"])
 def test_non_finite_weights_are_refused_in_any_dtype(ckpt, dtype):
-    _edit_tensors(ckpt, lambda t: t[EXPERT].__setitem__((0, 0), math.nan))
+    edit_tensors(ckpt, lambda t: t[EXPERT].__setitem__((0, 0), math.nan))
     with pytest.raises(CheckpointError, match=rf"tensor '{EXPERT}' holds NaN or Inf values"):
         load_model(ckpt, dtype=dtype, progress=False)
 
 
 def test_weights_that_overflow_float16_are_refused(ckpt):
-    _edit_tensors(ckpt, lambda t: t["model.norm.weight"].__setitem__(0, 1e6))
+    edit_tensors(ckpt, lambda t: t["model.norm.weight"].__setitem__(0, 1e6))
     load_model(ckpt, progress=False)  # float32 holds it
     with pytest.raises(CheckpointError, match=r"tensor 'model.norm.weight' has values beyond the range of "
                                               r"float16 \(±65504\); load it in bfloat16 or float32"):

@@ -7,6 +7,7 @@ import shutil
 
 import pytest
 import torch
+from checkpoint_edits import edit_config, edit_tensors
 from safetensors.torch import load_file, save_file
 
 from k2nb.engine import CheckpointError, ConfigError, K2Model, ModelConfig, load_model, save_checkpoint
@@ -15,24 +16,6 @@ from k2nb.engine import CheckpointError, ConfigError, K2Model, ModelConfig, load
 def _copy(src, dst):
     shutil.copytree(src, dst)
     return dst
-
-
-def _edit_config(folder, **changes):
-    p = folder / "config.json"
-    d = json.loads(p.read_text())
-    for k, v in changes.items():
-        if v is ...:
-            d.pop(k, None)
-        else:
-            d[k] = v
-    p.write_text(json.dumps(d))
-
-
-def _edit_tensors(folder, fn):
-    p = folder / "model.safetensors"
-    tensors = load_file(p)
-    fn(tensors)
-    save_file(tensors, p)
 
 
 def test_sharded_checkpoint_with_mtp_layer_loads(k2_like, tmp_path):
@@ -143,22 +126,22 @@ def test_loader_errors(k2_like, tmp_path):
         load_model(no_weights, progress=False)
 
     missing = _copy(src, tmp_path / "missing")
-    _edit_tensors(missing, lambda t: t.pop("model.layers.1.mlp.experts.3.up_proj.weight"))
+    edit_tensors(missing, lambda t: t.pop("model.layers.1.mlp.experts.3.up_proj.weight"))
     with pytest.raises(CheckpointError, match=r"'model.layers.1.mlp.experts.3.up_proj.weight' is missing"):
         load_model(missing, progress=False)
 
     extra = _copy(src, tmp_path / "extra")
-    _edit_tensors(extra, lambda t: t.update({"model.layers.0.mlp.bogus.weight": torch.zeros(2)}))
+    edit_tensors(extra, lambda t: t.update({"model.layers.0.mlp.bogus.weight": torch.zeros(2)}))
     with pytest.raises(CheckpointError, match=r"safetensors: unexpected tensor 'model.layers.0.mlp.bogus"):
         load_model(extra, progress=False)
 
     shape = _copy(src, tmp_path / "shape")
-    _edit_tensors(shape, lambda t: t.update({"model.norm.weight": torch.ones(7)}))
+    edit_tensors(shape, lambda t: t.update({"model.norm.weight": torch.ones(7)}))
     with pytest.raises(CheckpointError, match=r"norm.weight' has shape \(7,\), the config implies \(64,\)"):
         load_model(shape, progress=False)
 
     wrong_cfg = _copy(src, tmp_path / "wrong_cfg")
-    _edit_config(wrong_cfg, n_routed_experts=8)
+    edit_config(wrong_cfg, n_routed_experts=8)
     with pytest.raises(CheckpointError, match="unexpected tensor"):
         load_model(wrong_cfg, progress=False)
 
@@ -182,7 +165,7 @@ def test_loader_errors(k2_like, tmp_path):
 
     quant = _copy(src, tmp_path / "quant")
     qc = {"quant_method": "compressed-tensors", "format": "pack-quantized"}
-    _edit_config(quant, quantization_config=qc)
+    edit_config(quant, quantization_config=qc)
     with pytest.raises(ConfigError, match="quant_method 'compressed-tensors'"):
         load_model(quant, progress=False)
 
