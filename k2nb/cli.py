@@ -97,8 +97,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live beside their layer; each module has ``register(subparsers)``:
-# demo, think, kernel + lab, eval + train-nano (k2nb.nano.cli).
-_SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.cli")
+# demo, think, kernel + lab, eval + train-nano (k2nb.nano.cli), widen-mla.
+_SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.cli",
+                       "k2nb.engine.mla_width")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,7 +21,7 @@ def nano():
 
 def test_shipped_checkpoint_is_the_k2_architecture(nano):
     cfg = nano.config
-    assert cfg.model_type == "kimi_k2" and cfg.q_lora_rank and cfg.first_k_dense_replace == 1
+    assert cfg.model_type == "deepseek_v3" and cfg.q_lora_rank and cfg.first_k_dense_replace == 1
     assert cfg.n_routed_experts >= 16 and cfg.num_experts_per_tok >= 2 and cfg.n_shared_experts >= 1
     assert cfg.scoring_func == "sigmoid" and cfg.topk_method == "noaux_tc"
     assert nano.tokenizer is not None
