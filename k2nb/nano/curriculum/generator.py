@@ -29,7 +29,12 @@ def recipe(family: Family, rng: random.Random, split: str) -> Recipe:
         if kind.reject is not None and kind.reject(values):
             continue  # e.g. a tie makes "which row has the most" ambiguous
         values = draw(kind.people, rng, split, values)
-        text = question(rng, split, kind.questions, kind.n_heldout, kind.clauses)
+        if kind.grammar is not None:
+            text, decided = kind.grammar(rng, values, split)
+            values.update(decided)
+            text = text.replace("{", "{{").replace("}", "}}")  # a finished question, not a template
+        else:
+            text = question(rng, split, kind.questions, kind.n_heldout, kind.clauses)
         if kind.lead and split == "train" and rng.random() < LEAD_SHARE:
             text = kind.lead + text
         return _recipe(family, kind, text, values)
@@ -57,4 +62,5 @@ def _recipe(family: Family, kind: Kind, text: str, values: dict[str, Any]) -> Re
     if kind.steps_if is not None and kind.steps_if[0](slots):
         steps = kind.steps_if[1]
     return Recipe(family.name, f"{family.name}.{kind.name}", text, slots, list(steps), kind.unit or "",
-                  kind.setup.format(**values) if kind.setup else "", tuple(kind.numeric or ()))
+                  kind.setup.format(**values) if kind.setup else "", tuple(kind.numeric or ()),
+                  kind.abstain.format(**values) if kind.abstain else "")

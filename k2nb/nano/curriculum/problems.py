@@ -9,24 +9,27 @@ from __future__ import annotations
 import random
 
 from k2nb.nano.curriculum.answers import parse_answer
-from k2nb.nano.curriculum.families import BY_NAME, FAMILIES
+from k2nb.nano.curriculum.families import BY_NAME, FAMILIES, TRAIN_MIX
+from k2nb.nano.curriculum.families.abstain import ABSTAIN
 from k2nb.nano.curriculum.generator import recipe
 from k2nb.nano.curriculum.python_tool import TOOL_SETS
 from k2nb.nano.curriculum.render import answer, open_conversation, run_turn
-from k2nb.nano.curriculum.spec import CurriculumError, Problem, Recipe
+from k2nb.nano.curriculum.spec import CurriculumError, Problem, Recipe, fmt
 from k2nb.nano.curriculum.split import SPLITS
 from k2nb.nano.curriculum.variants import followup_turn, rollback_turns, wrong_column_turn
 
 VARIANTS = ("plain", "typo", "miscopy", "followup", "wrong_column", "rollback")
 # DataFrame questions have no number to change in a follow-up; they get wrong-column traces instead.
-WEIGHTS = {"data": (46, 12, 10, 0, 20, 12)}
+WEIGHTS = {"data": (46, 12, 10, 0, 20, 12), "tables": (46, 12, 10, 0, 20, 12),
+           "abstain": (1, 0, 0, 0, 0, 0)}  # an abstention makes no call: nothing to misspell or roll back
 DEFAULT_WEIGHTS = (46, 12, 10, 12, 0, 12)
 ATTEMPTS, PLAIN_AFTER = 60, 40  # recipes tried per problem; after PLAIN_AFTER, a plain trace
 
 
 def make_problem(seed: int | str, split: str = "train", family: str | None = None,
                  variant: str | None = None) -> Problem:
-    """One problem, fully determined by (seed, split, family, variant). ``variant`` None draws one:
+    """One problem, fully determined by (seed, split, family, variant). ``family`` None draws one:
+    training by ``TRAIN_MIX``, the held-out split among the nine families. ``variant`` None draws one:
     plain 46 %, typo 12 %, miscopy 10 %, follow-up 12 %, rollback 12 % (DataFrame questions: wrong
     column 20 % instead of follow-ups; a wrong-column trace needs a column name that differs from the
     question's word, so about half of those become plain). A variant that a recipe cannot support is retried
@@ -34,7 +37,12 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
     if split not in SPLITS:
         raise ValueError(f"split must be 'train' or 'heldout', not {split!r}")
     rng = random.Random(f"k2nano:{seed}:{split}:{family}:{variant}")
-    fam = family or rng.choice(FAMILIES)
+    if family:
+        fam = family
+    elif split == "train":
+        fam = rng.choices(list(TRAIN_MIX), list(TRAIN_MIX.values()))[0]
+    else:  # the held-out draws of the nine families, as they always were
+        fam = rng.choice(FAMILIES)
     var = variant or rng.choices(VARIANTS, WEIGHTS.get(fam, DEFAULT_WEIGHTS))[0]
     for attempt in range(ATTEMPTS):
         r = recipe(BY_NAME[fam], rng, split)
@@ -54,6 +62,11 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
 def build(r: Recipe, variant: str, split: str, rng: random.Random) -> Problem:
     """Run ``r`` as a ``variant`` conversation."""
     conv, question = open_conversation(r, rng)
+    if r.abstain:
+        reason = fmt(r.abstain, r.slots)
+        conv.answer(f"{conv.given} Nothing to compute: {reason}.".strip(), f"{ABSTAIN} {reason[:1].upper()}{reason[1:]}.")
+        return Problem(r.family, r.kind, "plain", split, question, r.setup, conv.messages[-1]["content"],
+                       conv.messages, conv.no_loss, rng.choice(TOOL_SETS))
     if variant == "wrong_column":
         out = wrong_column_turn(conv, r, rng)
     elif variant == "rollback":

@@ -40,8 +40,10 @@ SUFFIXES = ["", "", "", " Use Python.", " Please check your answer.", " Show the
             " Thank you.", " Please be precise.", " Check it with code.", " Keep it short.",
             " Run the code.", " I need an exact answer.", " Verify the result.", " Use the python tool."]
 
-# Literal values of a question, in the order they appear: lists, quoted strings, ISO dates, numbers.
-LITERAL_RE = re.compile(r"\[[^\]]*\]|'[^']*'|\d{4}-\d{2}-\d{2}|\d+(?:\.\d+)?")
+# Literal values of a question, in the order they appear: lists, quoted strings, ISO dates, numbers
+# (with thousands separators: "1,250" is one number, which the Given line writes as 1250).
+LITERAL_RE = re.compile(r"\[[^\]]*\]|'[^']*'|\d{4}-\d{2}-\d{2}|\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?")
+_THOUSANDS_RE = re.compile(r"\d{1,3}(?:,\d{3})+(?:\.\d+)?")
 
 
 def given_line(question: str, roles: dict[str, str] | None = None) -> str:
@@ -55,6 +57,8 @@ def given_line(question: str, roles: dict[str, str] | None = None) -> str:
     not by its position in a bare list, where "Over 3 years at 6%, … 5000 dollars" became
     3000 * (1 + 6 / 100) ** 3."""
     def labelled(literal: str) -> str:
+        if _THOUSANDS_RE.fullmatch(literal):  # as the code writes it
+            literal = literal.replace(",", "")
         role = (roles or {}).get(literal.strip("'"))
         return f"{role} {literal}" if role else literal
 

@@ -64,6 +64,10 @@ class Kind:
     reject: Callable[[dict[str, Any]], bool] | None = None  # True: draw another kind and slots
     lead: str = ""  # training only, 15 %: a sentence put before the question
     steps_if: tuple[Callable[[dict[str, str]], bool], Sequence[Step]] | None = None  # other steps
+    # (rng, values, split) -> (question text, slots it decided): a composed question (``grammar``)
+    # instead of the template lists; it runs after the names and items are drawn
+    grammar: Callable[[random.Random, dict[str, Any], str], tuple[str, dict[str, str]]] | None = None
+    abstain: str = ""  # template: the reason the question cannot be answered (a kind with no steps)
 
 
 @dataclass(frozen=True)
@@ -102,6 +106,7 @@ class Recipe:
     unit: str = ""
     setup: str = ""  # code run in the namespace before the conversation (the user's data)
     numeric_slots: tuple[str, ...] = ()  # slots a follow-up may change
+    abstain: str = ""  # why the question cannot be answered; "" for every answerable question
 
 
 @dataclass(slots=True)

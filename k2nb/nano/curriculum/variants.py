@@ -255,6 +255,8 @@ def wrong_column_turn(conv: Conversation, recipe: Recipe, rng: random.Random) ->
     """Skip the inspection, guess the column name from the question (KeyError when it differs), then
     inspect and compute. When the guess happens to be right, this is a plain two-call trace."""
     slots = recipe.slots
+    if "col" not in slots or "real" not in slots:
+        raise CurriculumError("no column to guess")
     guessed = dict(slots, real=slots["col"])
     main = next(s for s in recipe.steps if s.role == "main")
     if slots["real"] == slots["col"]:
