@@ -269,7 +269,8 @@ def test_cli_arguments():
     nano_cli.register(ap.add_subparsers(dest="command"))
     args = ap.parse_args(["eval", "--paths", "8,1,2", "--limit", "5"])
     assert args.paths == [1, 2, 8] and args.limit == 5 and args.func is nano_cli.cmd_eval
-    assert ap.parse_args(["eval"]).limit == E.DEFAULT_LIMIT
+    # no --limit: 27 generated problems; the paraphrase split's default (all) is in test_nano_eval_paraphrase
+    assert len(nano_cli.eval_problems(ap.parse_args(["eval"]))) == E.DEFAULT_LIMIT
     assert ap.parse_args(["eval"]).split == "heldout"
     assert ap.parse_args(["eval", "--split", "train"]).split == "train"
     args = ap.parse_args(["train-nano", "--out", "x", "--steps", "3"])

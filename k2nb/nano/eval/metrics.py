@@ -15,6 +15,13 @@ Definitions (the report states them too):
   word rule). The report counts which rule fired.
 - recovery: among runs whose first python call was failed by the injection, the share that called
   python again afterwards, got a successful result and reached the correct answer.
+- abstention: the final answer contains ``ABSTENTION`` ("I can't tell what to compute from this
+  question"), in any letter case, with either apostrophe. On a question that cannot be answered
+  (``answerable`` False: the paraphrase split has some) abstaining is the correct outcome.
+- confident wrong: the run states a final answer that is neither correct nor an abstention (a run
+  that ends with no answer at all is neither). An answerable question has four outcomes: correct,
+  abstained, confident wrong, no answer.
+- looked like: which family the run's first python call resembles (``confusion.looked_like``).
 """
 
 from __future__ import annotations
@@ -26,12 +33,21 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from k2nb.nano import curriculum
+from k2nb.nano.eval.paraphrase import Question
 
 if TYPE_CHECKING:
     from k2nb.agent import ThinkResult
     from k2nb.agent.trajectory import Node, Trajectory
 
+# What the eval runs: a generated problem or a hand-written paraphrase question (the same attributes:
+# family, kind, question, setup, answer, prompt_messages; a Question adds id and answerable).
+EvalProblem = curriculum.Problem | Question
+
 CONDITIONS = ("tools", "injected", "no_tools", "paths")
+# What the model is to say when it cannot read a question, instead of imitating one it knows. Stated
+# once here: the eval recognises it, and a curriculum that teaches abstention should write it.
+ABSTENTION = "I can't tell what to compute from this question."
+_ABSTENTION_KEY = ABSTENTION.rstrip(".").lower()
 TOLERANCE = (
     f"numbers: within {curriculum.ABS_TOL} absolute or {curriculum.REL_TOL} relative of the answer "
     "(first number after 'The answer is'); strings: exact, surrounding quotes ignored"
@@ -112,8 +128,32 @@ def verification_rule(calls: Sequence[CallView]) -> str | None:
     return None
 
 
-def is_correct(problem: curriculum.Problem, answer: str | None) -> bool:
-    return bool(answer) and curriculum.answer_matches(problem.answer, answer or "")
+def is_abstention(answer: str | None) -> bool:
+    """Whether ``answer`` says ``ABSTENTION`` (case and the apostrophe's form aside, spaces collapsed)."""
+    if not answer:
+        return False
+    text = " ".join(answer.replace("\u2019", "'").lower().split())
+    return _ABSTENTION_KEY in text
+
+
+def is_answerable(problem: EvalProblem) -> bool:
+    """Generated problems always are; a paraphrase question says so."""
+    return bool(getattr(problem, "answerable", True))
+
+
+def is_correct(problem: EvalProblem, answer: str | None) -> bool:
+    """Answerable: the answer matches (``curriculum.answer_matches``) and is not an abstention.
+    Not answerable: the answer abstains."""
+    if not is_answerable(problem):
+        return is_abstention(answer)
+    if not answer or is_abstention(answer):
+        return False
+    return curriculum.answer_matches(problem.answer, answer)
+
+
+def is_confident_wrong(problem: EvalProblem, answer: str | None) -> bool:
+    """A stated final answer that is neither correct nor an abstention."""
+    return bool(answer and answer.strip()) and not is_abstention(answer) and not is_correct(problem, answer)
 
 
 def vote_prefix(result: ThinkResult, k: int) -> str | None:
@@ -149,16 +189,26 @@ class RunRecord:
     vote_correct: dict[int, bool] = field(default_factory=dict)
     wall_s: float = 0.0
     kind: str = ""  # the sub-family, e.g. "percent.discount"
+    id: str = ""  # the paraphrase question's id ("" for generated problems)
+    answerable: bool = True
+    abstained: bool = False
+    confident_wrong: bool = False
+    looked_like: str = ""  # the family the run's first call resembles (confusion.looked_like)
 
 
-def record_of(i: int, problem: curriculum.Problem, condition: str, result: ThinkResult, wall_s: float,
+def record_of(i: int, problem: EvalProblem, condition: str, result: ThinkResult, wall_s: float,
               ks: Sequence[int] = ()) -> RunRecord:
     """The metrics of one run (problem ``i`` under ``condition``; ``ks``: path counts to vote)."""
+    from k2nb.nano.eval.confusion import looked_like
+
     calls = chosen_calls(result)
+    abstained = is_abstention(result.answer)
     rec = RunRecord(i, problem.family, condition, result.answer, problem.answer,
                     is_correct(problem, result.answer), result.end_reason, len(calls),
                     sum(c.valid for c in calls), verification_rule(calls), wall_s=round(wall_s, 3),
-                    kind=problem.kind)
+                    kind=problem.kind, id=getattr(problem, "id", ""), answerable=is_answerable(problem),
+                    abstained=abstained, confident_wrong=is_confident_wrong(problem, result.answer),
+                    looked_like=looked_like(calls, abstained, problem.setup))
     if condition == "injected":
         failed_at = next((j for j, c in enumerate(calls) if c.injected), None)
         rec.injected = failed_at is not None

@@ -7,6 +7,10 @@ path i with ``seed + 1000·i`` and runs each path on its own fork of the prompt'
 k paths of an 8-path run are the paths a k-path run would sample; voting them is what ``paths=k``
 would return. One 8-path run per problem thus gives the whole curve at 8/15 of the cost of separate
 runs.
+
+The problems are generated ones (``curriculum.eval_problems``) or the hand-written questions of the
+paraphrase split (``paraphrase.paraphrase_problems``): both have a family, kind, question, setup,
+answer and prompt messages, and a paraphrase question may have no answer (``answerable`` False).
 """
 
 from __future__ import annotations
@@ -16,10 +20,9 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from k2nb.nano import curriculum
 from k2nb.nano.eval.experts import RoutingTally
 from k2nb.nano.eval.injection import FailFirstCall
-from k2nb.nano.eval.metrics import CONDITIONS, TOLERANCE, RunRecord, record_of
+from k2nb.nano.eval.metrics import CONDITIONS, TOLERANCE, EvalProblem, RunRecord, record_of
 from k2nb.nano.eval.report import summarise
 
 if TYPE_CHECKING:
@@ -32,7 +35,11 @@ DEFAULT_LIMIT = 27
 DEFAULT_PATHS = (1, 2, 4, 8)
 SCALING_TEMPERATURE = 1.0
 
-BackendFactory = Callable[[int, curriculum.Problem, str], "Backend"]
+# The conditions a split runs unless told otherwise: on the paraphrase split the question is whether
+# the model reads the question; recovery, no-tools accuracy and scaling are the generated split's.
+DEFAULT_CONDITIONS = {"heldout": CONDITIONS, "train": CONDITIONS, "paraphrase": ("tools",)}
+
+BackendFactory = Callable[[int, EvalProblem, str], "Backend"]
 
 
 def eval_budgets(paths: int = 1) -> Budgets:
@@ -54,7 +61,7 @@ def lookup_price(item: str) -> float:
     return 9.99
 
 
-def run_problem(problem: curriculum.Problem, backend: Backend, *, condition: str = "tools", paths: int = 1,
+def run_problem(problem: EvalProblem, backend: Backend, *, condition: str = "tools", paths: int = 1,
                 temperature: float | None = None, seed: int = 0, inject: str = "nameerror",
                 budgets: Budgets | None = None, extra_tools: Sequence[Any] = ()) -> ThinkResult:
     """One problem under one condition through ``run_turn``: setup code first, then the question with
@@ -78,15 +85,16 @@ def run_problem(problem: curriculum.Problem, backend: Backend, *, condition: str
     return run_turn(backend, executor, history, question["content"], opts, trajectory=t)
 
 
-def evaluate(problems: Sequence[curriculum.Problem], backend_for: BackendFactory, *,
+def evaluate(problems: Sequence[EvalProblem], backend_for: BackendFactory, *,
              paths: Sequence[int] = DEFAULT_PATHS, seed: int = 0, inject: str = "nameerror",
              conditions: Sequence[str] = CONDITIONS, n_experts: int = 0, moe_layers: Sequence[int] = (),
              budgets: Budgets | None = None, progress: bool = True, model: str = "",
              split: str = "heldout", extra_tools: Sequence[Any] = (),
-             tokenizer: Any = None) -> dict[str, Any]:
+             tokenizer: Any = None, questions: str = "") -> dict[str, Any]:
     """Run every problem under every condition and return the report (see ``report.summarise``).
     ``backend_for(i, problem, condition)`` gives a fresh Backend (a fresh engine session) per run;
-    ``tokenizer`` (with ``decode(ids)``) gives the texts of generated tokens for the expert summary."""
+    ``tokenizer`` (with ``decode(ids)``) gives the texts of generated tokens for the expert summary;
+    ``questions`` names the paraphrase file the problems came from (kept in the settings)."""
     from tqdm.auto import tqdm
 
     ks = sorted(set(int(k) for k in paths))
@@ -116,7 +124,10 @@ def evaluate(problems: Sequence[curriculum.Problem], backend_for: BackendFactory
                 "inject": inject, "extra_tools": [t.name for t in extra_tools],
                 "scaling_temperature": SCALING_TEMPERATURE, "greedy_temperature": 0.0,
                 "tolerance": TOLERANCE, "budgets": asdict(budgets or eval_budgets()),
-                "wall_s_budget_per_path": (budgets or eval_budgets()).wall_s}
+                "wall_s_budget_per_path": (budgets or eval_budgets()).wall_s,
+                "conditions": list(conditions)}
+    if questions:
+        settings["questions"] = questions
     return summarise(records, tally, settings, walls, time.monotonic() - started)
 
 
