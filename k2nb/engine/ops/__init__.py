@@ -10,11 +10,12 @@ Every matrix product of the model goes through one of three operations:
 projection; `dense_weight` serves MLA's absorbed decode, which folds kv_b's matrix into the query.)
 
 A weight's format is `weight_format(w)`: "dense" for a float32 / bfloat16 / float16 tensor, otherwise
-the tensor's own ``format`` attribute. A quantized weight is its packed storage (an int32 or float8
-tensor) carrying its format and scales as attributes, the way DeepSeek-V3's reference attaches
-``.scale`` to an FP8 weight. Each format's module (`dense.py` today; `int4.py`, `fp8.py`,
-`triton_moe.py` next) registers its kernels with `registry.register` and is imported below, so a new
-format or a faster kernel for an existing one (a Triton MoE for dense weights on CUDA) is one module.
+the weight's own ``format`` attribute. A quantized weight is a `PackedWeight` record standing where
+the dense tensor would (`int4.Int4Weight`: compressed-tensors pack-quantized INT4, "int4";
+`fp8.Fp8BlockWeight`: DeepSeek block FP8, "fp8_block"), holding its packed tensors and scales. Each
+format's module (`dense.py`, `int4.py`, `fp8.py`; Triton kernels next) registers its kernels with
+`registry.register` and is imported below, so a new format or a faster kernel for an existing one
+(a Triton MoE for dense or INT4 weights on CUDA) is one module.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from __future__ import annotations
 import torch
 
 from ..errors import K2nbError
-from . import dense  # noqa: F401  (registers the dense kernels)
-from .registry import DENSE_DTYPES, KERNELS, kernel, register, unregister, weight_format
+from . import dense, fp8, int4  # noqa: F401  (each registers its format's kernels)
+from .registry import DENSE_DTYPES, KERNELS, PackedWeight, kernel, register, unregister, weight_format
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -50,6 +51,6 @@ def dense_weight(weight: torch.Tensor) -> torch.Tensor:
 
 
 __all__ = [
-    "DENSE_DTYPES", "KERNELS", "dense_weight", "kernel", "linear", "moe_experts", "register", "unregister",
-    "weight_format",
+    "DENSE_DTYPES", "KERNELS", "PackedWeight", "dense_weight", "kernel", "linear", "moe_experts", "register",
+    "unregister", "weight_format",
 ]

@@ -12,6 +12,8 @@ The routed experts take one of three paths, chosen by the number of tokens N and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 
@@ -88,3 +90,25 @@ def _per_expert(xs: torch.Tensor, counts: torch.Tensor, w13: torch.Tensor, w2: t
             parts.append(F.linear(F.silu(g) * u, w2[e]))
             start += c
     return torch.cat(parts)
+
+
+def moe_by_expert(x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor, n_experts: int,
+                  expert: Callable[[int], tuple[torch.Tensor, torch.Tensor]]) -> torch.Tensor:
+    """The routed experts for weights that are materialised per expert (quantized formats):
+    ``expert(e)`` gives expert e's dense ``(w13 [2I, D], w2 [D, I])``, called once for each expert
+    that received tokens. x ``[N, D]``, topk_* ``[N, k]`` → Σ_k w_k · expert_k(x), ``[N, D]``."""
+    N, k = topk_ids.shape
+    flat = topk_ids.reshape(-1)  # [N*k]
+    order = flat.argsort(stable=True)
+    counts = torch.bincount(flat, minlength=n_experts).tolist()  # one host sync per layer
+    xs = x[order // k]  # [N*k, D] grouped by expert
+    parts, start = [], 0
+    for e, c in enumerate(counts):
+        if c:
+            w13, w2 = expert(e)
+            g, u = F.linear(xs[start:start + c], w13).chunk(2, dim=-1)
+            parts.append(F.linear(F.silu(g) * u, w2))
+            start += c
+    y = torch.empty_like(xs)
+    y[order] = torch.cat(parts)
+    return (y.view(N, k, -1) * topk_weights[..., None].to(y.dtype)).sum(dim=1)

@@ -1,0 +1,102 @@
+"""Block-FP8 weights (DeepSeek-V3 / Kimi-K2-Instruct: e4m3 values, one float32 scale per 128×128
+block) and their torch kernels.
+
+Layout of one ``[out, in]`` linear with block ``(bo, bi)``:
+
+    weight            float8_e4m3fn [out, in]
+    weight_scale_inv  float32       [ceil(out/bo), ceil(in/bi)]
+    W[o, c] = float32(weight[o, c]) · scale_inv[o // bo, c // bi], then cast to the compute dtype
+
+(the name says "inverse" because it is the reciprocal of the quantizer's scale; it multiplies).
+Stacked routed experts add a leading expert dim. Stacking gate and up rows whose count is not a
+multiple of ``bo`` would put two blocks' scales in one row block, so such a stack keeps one scale row
+per weight row (block ``(1, bi)``, the scales repeated): the same values, a little more scale memory.
+
+Kernels here are the torch reference path for every device (CPUs have no FP8 matmul): dequantize
+what is used, then a dense matmul.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from .dense import moe_by_expert
+from .registry import PackedWeight, packed_parameter, register
+
+FP8_DTYPE = torch.float8_e4m3fn
+
+
+class Fp8BlockWeight(PackedWeight):
+    """``weight`` float8_e4m3fn ``[..., out, in]``, ``scale_inv`` float32 ``[..., ceil(out/bo),
+    ceil(in/bi)]``, ``block = (bo, bi)``; ``dtype`` is the compute dtype."""
+
+    format = "fp8_block"
+
+    def __init__(self, weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],
+                 dtype: torch.dtype):
+        super().__init__(tuple(weight.shape), dtype)
+        self.weight = packed_parameter(weight)
+        self.scale_inv = packed_parameter(scale_inv)
+        self.block = (int(block[0]), int(block[1]))
+
+    def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
+        return dequantize(self.weight, self.scale_inv, self.block, dtype or self.dtype)
+
+    def expert(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Expert ``e``'s ``(weight [rows, in], scale_inv [row blocks, col blocks])`` (views)."""
+        return self.weight[e], self.scale_inv[e]
+
+
+def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],
+               dtype: torch.dtype) -> torch.Tensor:
+    """``[..., out, in]`` in ``dtype``: float32(weight) · its block's scale, then cast."""
+    out, inp = weight.shape[-2:]
+    bo, bi = block
+    s = scale_inv.float().repeat_interleave(bo, dim=-2)[..., :out, :]  # [..., out, in/bi]
+    s = s.repeat_interleave(bi, dim=-1)[..., :inp]  # [..., out, in]
+    return (weight.float() * s).to(dtype)
+
+
+def rows_as_blocks(scale_inv: torch.Tensor, block: tuple[int, int], rows: int) -> torch.Tensor:
+    """Scales of a ``rows``-row weight at block ``(bo, bi)`` → one scale row per weight row
+    (block ``(1, bi)``): ``[..., rows, col blocks]``."""
+    return scale_inv.repeat_interleave(block[0], dim=-2)[..., :rows, :]
+
+
+def quantize(w: torch.Tensor, block: tuple[int, int] = (128, 128),
+             dtype: torch.dtype | None = None) -> Fp8BlockWeight:
+    """Block FP8 of ``w [out, in]``: each block's max |w| maps to e4m3's largest value (448)."""
+    out, inp = w.shape
+    bo, bi = block
+    wf = F.pad(w.detach().float(), (0, -inp % bi, 0, -out % bo))  # [out', in'] multiples of the block
+    blocks = wf.unflatten(0, (-1, bo)).unflatten(-1, (-1, bi))  # [out'/bo, bo, in'/bi, bi]
+    amax = blocks.abs().amax(dim=(1, 3)).clamp_min(1e-12)  # [out'/bo, in'/bi]
+    scale_inv = amax / torch.finfo(FP8_DTYPE).max
+    q = (blocks / scale_inv[:, None, :, None]).to(FP8_DTYPE).flatten(2).flatten(0, 1)[:out, :inp]
+    return Fp8BlockWeight(q.contiguous(), scale_inv.float(), block, dtype or w.dtype)
+
+
+# ---- kernels -----------------------------------------------------------------------------------
+
+@register("linear", "fp8_block")
+def linear(x: torch.Tensor, weight: Fp8BlockWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
+    return F.linear(x, weight.dequantize(x.dtype), bias)
+
+
+@register("dense_weight", "fp8_block")
+def dense_weight(weight: Fp8BlockWeight) -> torch.Tensor:
+    return weight.dequantize()
+
+
+@register("moe_experts", "fp8_block")
+def moe_experts(x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
+                w13: Fp8BlockWeight, w2: Fp8BlockWeight) -> torch.Tensor:
+    """x ``[N, D]``, topk_* ``[N, k]``, w13 ``[E, 2I, D]``, w2 ``[E, D, I]`` → ``[N, D]``; each expert
+    that received tokens is dequantized once."""
+
+    def expert(e: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return (dequantize(*w13.expert(e), w13.block, x.dtype),
+                dequantize(*w2.expert(e), w2.block, x.dtype))
+
+    return moe_by_expert(x, topk_weights, topk_ids, w13.shape[0], expert)
