@@ -12,7 +12,7 @@ projection; `dense_weight` serves MLA's absorbed decode, which folds kv_b's matr
 A weight's format is `weight_format(w)`: "dense" for a float32 / bfloat16 / float16 tensor, otherwise
 the weight's own ``format`` attribute. A quantized weight is a `PackedWeight` record standing where
 the dense tensor would (`int4.Int4Weight`: compressed-tensors pack-quantized INT4, "int4";
-`fp8.Fp8BlockWeight`: DeepSeek block FP8, "fp8_block"), holding its packed tensors and scales. Each
+`fp8.Fp8BlockWeight`: DeepSeek block FP8, "fp8"), holding its packed tensors and scales. Each
 format's module (`dense.py`, `int4.py`, `fp8.py`; Triton kernels next) registers its kernels with
 `registry.register` and is imported below, so a new format or a faster kernel for an existing one
 (a Triton MoE for dense or INT4 weights on CUDA) is one module.

@@ -31,7 +31,7 @@ class Fp8BlockWeight(PackedWeight):
     """``weight`` float8_e4m3fn ``[..., out, in]``, ``scale_inv`` float32 ``[..., ceil(out/bo),
     ceil(in/bi)]``, ``block = (bo, bi)``; ``dtype`` is the compute dtype."""
 
-    format = "fp8_block"
+    format = "fp8"
 
     def __init__(self, weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],
                  dtype: torch.dtype):
@@ -79,17 +79,17 @@ def quantize(w: torch.Tensor, block: tuple[int, int] = (128, 128),
 
 # ---- kernels -----------------------------------------------------------------------------------
 
-@register("linear", "fp8_block")
+@register("linear", "fp8")
 def linear(x: torch.Tensor, weight: Fp8BlockWeight, bias: torch.Tensor | None = None) -> torch.Tensor:
     return F.linear(x, weight.dequantize(x.dtype), bias)
 
 
-@register("dense_weight", "fp8_block")
+@register("dense_weight", "fp8")
 def dense_weight(weight: Fp8BlockWeight) -> torch.Tensor:
     return weight.dequantize()
 
 
-@register("moe_experts", "fp8_block")
+@register("moe_experts", "fp8")
 def moe_experts(x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
                 w13: Fp8BlockWeight, w2: Fp8BlockWeight) -> torch.Tensor:
     """x ``[N, D]``, topk_* ``[N, k]``, w13 ``[E, 2I, D]``, w2 ``[E, D, I]`` → ``[N, D]``; each expert
