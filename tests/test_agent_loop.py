@@ -64,6 +64,7 @@ def test_a_multi_call_section_runs_in_order_under_the_models_ids() -> None:
         "args": "passed",
         "grounded": "passed",
         "used": "passed",
+        "sourced": "passed",
         "self_verify": "pending",
     }
 
@@ -345,7 +346,12 @@ def test_a_question_number_no_call_uses_fails_the_used_check_and_rolls_back() ->
     assert [c.status for c in used] == ["failed", "passed"]
     assert used[0].evidence == "37.94 from the question is in no successful call"
     assert used[0].data["missing"] == ["37.94"]
-    assert "question numbers used: 37.94 from the question is in no successful call." in sb.prompts[3]
+    # the code's 37 has no source either: both checks name what the retry must fix
+    sourced = [c for c in r.checks if c.kind == "sourced"]
+    assert [c.status for c in sourced] == ["failed", "passed"] and sourced[0].data["unsourced"] == ["37"]
+    named = ("question numbers used: 37.94 from the question is in no successful call; numbers sourced: "
+             "37 in `print(round(874 - 42 - 37, 2))` is not a number of the question (42, 37.94, 874)")
+    assert named in sb.prompts[3]
     assert r.answer == "The answer is 794.06 dollars."
     assert [a.status for a in r.trajectory.find("attempt")] == ["rolled_back", "done"]
 
@@ -416,7 +422,8 @@ def _answers(*texts: str) -> list[Any]:
 
 def test_paths_vote_by_normalised_answer() -> None:
     sb = ScriptedBackend(_answers("The answer is 42.", "It's 41", "**42**"))
-    r = think("q", backend=sb, paths=3)
+    # `print(42)` for "q" has no source: every path fails `sourced` alike, and none may roll back
+    r = think("q", backend=sb, paths=3, max_rollbacks=0)
     assert r.answer == "The answer is 42." and [v.key for v in r.votes] == ["42", "41"]
     assert r.votes[0].paths == [0, 2]
     paths = r.trajectory.find("path")
@@ -430,7 +437,7 @@ def test_votes_are_weighted_by_verification() -> None:
     sb = ScriptedBackend(
         [Turn("Guess.", answer="It is 7."), *_answers("It is 8."), Turn("Guess.", answer="It is 7.")]
     )
-    r = think("q", backend=sb, paths=3, max_rollbacks=0)
+    r = think("Is it 8?", backend=sb, paths=3, max_rollbacks=0)
     assert r.answer == "It is 8."  # one verified vote beats two unverified ones
     weights = {v.key: v.weight for v in r.votes}
     assert weights["8"] > weights["7"]

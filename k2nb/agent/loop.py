@@ -54,6 +54,9 @@ class PathRun:
         # what the user said before this turn's question (a follow-up's "45 instead of 33" need not use 33)
         earlier = (m for m in messages[:-1] if m["role"] == "user")
         self._said_before = "\n".join(str(m.get("content") or "") for m in earlier)
+        # the tool results of earlier turns: numbers a follow-up's code may reuse (the `sourced` check)
+        results = (m for m in messages if m["role"] == "tool")
+        self._earlier_results = "\n".join(str(m.get("content") or "") for m in results)
         self.temperature = opts.path_temperature
         self.started = started
         self.tools = executor.tool_schemas()
@@ -63,6 +66,7 @@ class PathRun:
         self.steps = 0
         self.stopped = False  # the stop button came during a tool call
         self._positions = 0  # fallback positions for tokens the backend gives none
+        self._attempt_from = 0  # index in records of the current attempt's first call
         # The node whose text the next step's prefilled prompt tokens are: the question at first,
         # then the step's first tool result (see _take_read_routing).
         self._reader: Node | None = traj.root
@@ -261,7 +265,8 @@ class PathRun:
             checks: list[Check] = []
             if out.end_reason not in ("error", "cancelled"):
                 evidence = Evidence(
-                    [r for _, r in self.records], self.msgs, self._said_before, bool(self.tools)
+                    [r for _, r in self.records], self.msgs, self._said_before, bool(self.tools),
+                    self._earlier_results, self._attempt_from,
                 )
                 checks = verify(self.t, self.opts, attempt, out, evidence)
             failed = [c for c in checks if c.status == "failed" and c.kind in self.opts.rollback_on]
@@ -272,6 +277,7 @@ class PathRun:
             cut = rollback_cut(failed, self.records, self.msgs)
             del self.msgs[cut:]
             self.records = [(i, r) for i, r in self.records if i < cut]
+            self._attempt_from = len(self.records)
             reason = "; ".join(f"{c.name}: {c.evidence}" for c in failed)
             self.msgs.append({"role": "user", "content": ROLLBACK_MESSAGE.format(reason=reason)})
             self.t.finish(attempt, "rolled_back", failed_checks=[c.id for c in failed])

@@ -70,8 +70,8 @@ class ThinkOptions:
     # fixed no answer that greedy retries missed (docs/history/k2-nano-journal.md).
     retry_temperature: float | None = None
     checks: Sequence[UserCheck] = ()
-    builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "self_verify")
-    rollback_on: tuple[str, ...] = ("grounded", "used", "self_verify", "user")
+    builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "sourced", "self_verify")
+    rollback_on: tuple[str, ...] = ("grounded", "used", "sourced", "self_verify", "user")
     cancel: threading.Event | None = None
 
     def __post_init__(self) -> None:

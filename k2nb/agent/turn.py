@@ -98,7 +98,7 @@ class ThinkResult:
         }
 
 
-_VOTING_CHECKS = ("grounded", "used", "self_verify", "user")
+_VOTING_CHECKS = ("grounded", "used", "sourced", "self_verify", "user")
 
 
 def _weight(checks: Sequence[Check], end_reason: str, answer: str | None) -> float:

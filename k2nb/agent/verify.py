@@ -13,6 +13,7 @@ from typing import Any
 
 from k2nb.agent.checks import CallRecord, Source, args_check, as_verdict, grounded, numbers_used, self_verify
 from k2nb.agent.options import ThinkOptions
+from k2nb.agent.sourced import numbers_sourced
 from k2nb.agent.trajectory import Check, Node, Trajectory
 
 Message = dict[str, Any]
@@ -20,6 +21,7 @@ Message = dict[str, Any]
 # What the model reads after a failed check, before its next attempt (k2-nano's rollback traces in
 # k2nb.nano use the same words; tests/test_nano_curriculum.py ties the two).
 ROLLBACK_MESSAGE = "A check of your answer failed. {reason}. Fix it and answer again."
+_ROLLBACK_LEAD = ROLLBACK_MESSAGE.split("{", 1)[0]
 
 _MISSING = object()
 
@@ -37,10 +39,19 @@ class Outcome:
 class Evidence:
     """What the checks of an attempt look at."""
 
-    records: list[CallRecord]  # the attempt's calls, in order
+    records: list[CallRecord]  # the path's calls the context still holds, in order
     messages: list[Message]  # the path's conversation
     said_before: str  # what the user said before this turn's question
     has_tools: bool
+    earlier_results: str = ""  # the tool results of earlier turns
+    attempt_from: int = 0  # records[attempt_from:] are this attempt's own calls
+
+
+def user_texts(messages: Sequence[Message]) -> list[str]:
+    """What the user (and the system prompt) said in a conversation. The loop's rollback messages
+    are not the user's: they quote the very numbers a check rejected."""
+    texts = (str(m.get("content") or "") for m in messages if m["role"] in ("user", "system"))
+    return [text for text in texts if not text.startswith(_ROLLBACK_LEAD)]
 
 
 def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: Evidence) -> list[Check]:
@@ -55,9 +66,7 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
     answer, node = out.answer or "", out.answer_node
     if "grounded" in enabled and ev.has_tools:
         sources = [Source(r.observation, f"result of {r.call_id}", r.node) for r in records if r.ok]
-        sources += [
-            Source(str(m.get("content") or ""), "user message") for m in ev.messages if m["role"] == "user"
-        ]
+        sources += [Source(text, "user message") for text in user_texts(ev.messages)]
         status, evidence, data = grounded(answer, sources)
         checks.append(
             t.add_check("answer grounded in tool results", status, evidence, node, "grounded", **data)
@@ -65,6 +74,12 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
     if "used" in enabled and ev.has_tools:
         status, evidence, data = numbers_used(t.question, records, ev.said_before)
         checks.append(t.add_check("question numbers used", status, evidence, node, "used", **data))
+    if "sourced" in enabled and ev.has_tools:
+        # only this attempt's calls are judged: a rolled-back attempt's call stays in the context
+        # (the message names it), and its results stay sources
+        texts = user_texts(ev.messages)
+        status, evidence, data, at = numbers_sourced(texts, records, ev.earlier_results, ev.attempt_from)
+        checks.append(t.add_check("numbers sourced", status, evidence, at or node, "sourced", **data))
     if "self_verify" in enabled and ev.has_tools:
         status, evidence, at = self_verify(records)
         checks.append(t.add_check("model's own verification", status, evidence, at or node, "self_verify"))
