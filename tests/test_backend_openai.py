@@ -97,7 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         if self.path.rstrip("/") == "/v1/models":
-            data = [{"id": m, "object": "model", "owned_by": "k2nb"} for m in self.fake.models]
+            data = [{"id": m, "object": "model", "owned_by": self.fake.owned_by, **self.fake.listing}
+                    for m in self.fake.models]
             self._json(200, {"object": "list", "data": data})
         else:
             self._json(404, {"error": {"message": "not found"}})
@@ -109,6 +110,15 @@ class _Handler(BaseHTTPRequestHandler):
             sent = (self.headers.get("Authorization") or "").removeprefix("Bearer ")
             # a server that echoes the key it was sent, as some do: the client must redact it
             self._json(401, {"error": {"message": f"Incorrect API key provided: {sent}"}})
+            return
+        if not body.get("stream"):  # `connect`'s capability probe: answered apart from the script
+            spec = self.fake.probe
+            if isinstance(spec, Status):
+                self._json(spec.code, spec.body, spec.headers)
+                return
+            self.fake.probes += 1
+            self._json(200, {"id": "chatcmpl-p", "object": "chat.completion", "model": body.get("model"),
+                             "choices": [{"index": 0, "finish_reason": "stop", "message": spec}]})
             return
         spec = self.fake.script.pop(0) if self.fake.script else Status(500, {"error": {"message": "empty"}})
         if callable(spec):
@@ -161,12 +171,19 @@ class FakeOpenAIServer:
     POST to /v1/chat/completions plays the next scripted response (an SSE stream over chunked transfer
     encoding, ending in `data: [DONE]`, or an HTTP error); GET /v1/models lists `models`. With `key`,
     a request without `Authorization: Bearer <key>` gets a 401. Request bodies are kept in
-    `.requests`."""
+    `.requests`. A request that does not stream (the capability probe) gets `probe`: the assistant
+    message to return, or a Status; `owned_by` and `listing` (extra fields per model, e.g. vLLM's
+    `max_model_len`) shape the model list."""
 
-    def __init__(self, script: Sequence[Spec] = (), models: Sequence[str] = (MODEL,), key: str | None = None):
+    def __init__(self, script: Sequence[Spec] = (), models: Sequence[str] = (MODEL,), key: str | None = None,
+                 probe: dict | Status | None = None, owned_by: str = "k2nb", listing: dict | None = None):
         self.script = list(script)
         self.models = list(models)
         self.key = key
+        self.probe = probe or {"role": "assistant", "content": "5", "reasoning_content": "2 + 3 is 5."}
+        self.probes = 0
+        self.owned_by = owned_by
+        self.listing = dict(listing or {})
         self.requests: list[dict] = []
         self.stop = threading.Event()
         self.httpd = _QuietServer(("127.0.0.1", 0), _Handler)
@@ -755,7 +772,10 @@ def test_the_notebook_connects_runs_tool_cells_and_disconnects(server, ip, k2) -
 
     s = server(tool_turn("Compute.", "k2_served = 6 * 7\nprint(k2_served)"), second_turn)
     ip.run_line_magic("k2model", f"connect {s.url}")
-    assert "k2-test at" in k2.model_info() and "serves k2-test" in k2.model_info()
+    info = k2.model_info()
+    assert "k2-test at" in info and "the server serves: k2-test" in info and s.probes == 1
+    assert "tool calls: yes" in info and "reasoning:  separated" in info
+    assert "routing:    not reported" in info
     res = ip.run_cell("%%k2think\nWhat is 6 times 7?", store_history=True)
     assert res.error_in_exec is None and res.result.answer == "The mean is 42."
     assert ip.user_ns["k2_served"] == 42 and len(res.result.cells) == 1  # the call ran as a cell

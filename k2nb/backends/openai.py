@@ -108,7 +108,10 @@ class OpenAIBackend(BackendBase):
         self._seen = 0  # tokens of the conversation an earlier request already reported routing for
         self._client_obj: Any = None
         self._client_key: str | None = None
-        self.served: list[str] | None = None  # what /v1/models listed when `connect` checked
+        self.served: list[str] | None = None  # what /v1/models listed (asked once)
+        self.served_context: dict[str, int] = {}  # max_model_len per model, where vLLM lists it
+        self.served_by: dict[str, str] = {}  # owned_by per model ("vllm", "sglang", an API's org)
+        self.capabilities: Any = None  # a capabilities.Capabilities once probed (`connect` does)
 
     def __repr__(self) -> str:
         key = f", api_key_env={self.api_key_env!r}" if self.api_key_env else ""
@@ -142,11 +145,49 @@ class OpenAIBackend(BackendBase):
         return self._client_obj
 
     def served_models(self) -> list[str] | None:
-        """The model ids `/v1/models` lists (None when it does not answer)."""
+        """The model ids `/v1/models` lists (None when it does not answer); keeps the context length
+        vLLM lists with each (`max_model_len`)."""
         try:
-            return [m.id for m in self._client().models.list()]
+            listing = list(self._client().models.list())
         except Exception:  # noqa: BLE001 - a server without the listing is not a fault here
             return None
+        for m in listing:
+            n = (getattr(m, "model_extra", None) or {}).get("max_model_len")
+            if isinstance(n, int) and n > 0:
+                self.served_context[m.id] = n
+            if isinstance(getattr(m, "owned_by", None), str):
+                self.served_by[m.id] = m.owned_by
+        self.served = [m.id for m in listing]
+        return self.served
+
+    def describe(self) -> list[str]:
+        """What is connected, for `%k2model`: the server, its models and what it supports."""
+        who = self.server
+        ctx = self.context_window
+        head = f"{self.model} at {self.base_url}" + (f", served by {who}" if who else "")
+        if ctx:
+            head += f", context {ctx:,} tokens"
+        lines = [head]
+        if self.served:
+            lines.append("the server serves: " + ", ".join(self.served))
+        if self.capabilities is not None:
+            lines.extend(self.capabilities.lines())
+        return lines
+
+    @property
+    def server(self) -> str | None:
+        """Who serves the model, as `/v1/models` says (`owned_by`: "vllm", "sglang", …)."""
+        self.context_window  # noqa: B018 - asks /v1/models once
+        return self.served_by.get(self.model)
+
+    @property
+    def context_window(self) -> int | None:
+        """Tokens of prompt + output the server takes for this model, when it says (vLLM does)."""
+        if self.served is None:
+            self.served_models()  # once; a server without the listing leaves it unknown
+            if self.served is None:
+                self.served = []
+        return self.served_context.get(self.model)
 
     # ---- requests -----------------------------------------------------------------------------
     def request(self, prompt: Prompt, options: GenerationOptions) -> dict[str, Any]:
@@ -168,12 +209,17 @@ class OpenAIBackend(BackendBase):
             body["top_k"] = options.top_k  # not an OpenAI field: vLLM and SGLang read it from the body
         if self.request_routing:
             body["return_routed_experts"] = True
+        if self.server == "vllm":
+            # the generated token ids with every chunk: they show where vLLM dropped a `</think>` it
+            # did not parse (see DeltaMapper), and cost nothing
+            body.setdefault("return_token_ids", True)
         kwargs: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
             "stream": True,
             "stream_options": {"include_usage": True},
-            "max_tokens": options.max_new_tokens,
+            # vLLM refuses a max_tokens beyond the model's context (and caps prompt + output itself)
+            "max_tokens": min(options.max_new_tokens, self.context_window or options.max_new_tokens),
             "temperature": options.temperature,
         }
         if prompt.tools:
@@ -225,11 +271,13 @@ class OpenAIBackend(BackendBase):
             self._seen = n_prompt + generated
 
 
-def connect(url: str, model: str | None = None, api_key_env: str | None = None, **kw: Any) -> OpenAIBackend:
+def connect(url: str, model: str | None = None, api_key_env: str | None = None, *,
+            probe: bool = False, **kw: Any) -> OpenAIBackend:
     """A backend for the server at `url`: `model` as served there, or the only one it lists.
 
     Checks the connection at once (one `/v1/models` request), so a wrong URL, key or model name is
-    one sentence here rather than at the first turn."""
+    one sentence here rather than at the first turn. `probe` also sends one 16-token request to see
+    what the server supports (`backend.capabilities`)."""
     backend = OpenAIBackend(url, model or "", api_key_env, **kw)
     backend._key()  # an unset key variable is named before any request
     served = backend.served_models()
@@ -251,7 +299,10 @@ def connect(url: str, model: str | None = None, api_key_env: str | None = None, 
                 "say which one (--served-model NAME)"
             )
         backend.model = served[0]
-    backend.served = served
+    if probe:
+        from k2nb.backends.capabilities import probe as ask
+
+        backend.capabilities = ask(backend)
     return backend
 
 

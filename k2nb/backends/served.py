@@ -23,7 +23,7 @@ from k2nb.events import (
     ToolCallDone,
     ToolCallStart,
 )
-from k2nb.formats.k2.markers import TOOL_CALLS_SECTION_BEGIN
+from k2nb.formats.k2.markers import THINK_BEGIN, THINK_END, TOOL_CALLS_SECTION_BEGIN
 from k2nb.formats.k2.parser import parse_arguments
 from k2nb.routing import UNTRACED_TOKEN, Routing
 
@@ -126,7 +126,14 @@ class _Call:
 
 class DeltaMapper:
     """One turn's server chunks (as dicts) → events. Unknown fields are ignored; a field of the wrong
-    type is a ParseError; the calls are completed by `finish`."""
+    type is a ParseError; the calls are completed by `finish`.
+
+    Reasoning the server did not separate: vLLM's kimi_k2 reasoning parser takes reasoning as ended
+    when the prompt holds a `</think>` (every K2 conversation after its first assistant message
+    does), so it streams the next turn's thinking as `content` that starts with the literal
+    `<think>`, and drops the `</think>` token from the text. Such content is thinking, up to a
+    `</think>` in the text, a tool call, or a chunk that carries token ids (`return_token_ids`) but
+    no text: the dropped marker."""
 
     def __init__(self, forced: bool, first_call_number: int):
         self.forced = forced
@@ -136,6 +143,8 @@ class DeltaMapper:
         self.n_started = 0
         self.finish_reason: str | None = None
         self.warned_markers = False
+        self.unparsed_thinking = False  # thinking is arriving as content (see the class docstring)
+        self.seen_text = False
         self.last: dict[str, Any] = {}  # the last chunk that carried routing or usage
 
     def feed(self, chunk: Mapping[str, Any]) -> list[Event]:
@@ -159,6 +168,10 @@ class DeltaMapper:
             delta = choice.get("delta")
             if isinstance(delta, dict):
                 self._delta(delta, out)
+                if self.unparsed_thinking and choice.get("token_ids") and not (
+                    delta.get("content") or delta.get("tool_calls")
+                ):
+                    self._close_thinking(out)  # a token with no text: the marker the server dropped
             if isinstance(choice.get("finish_reason"), str):
                 self.finish_reason = choice["finish_reason"]
         return out
@@ -168,14 +181,26 @@ class DeltaMapper:
         if reasoning is None:
             reasoning = delta.get("reasoning")
         if _text_field(reasoning, "reasoning", out):
+            self.seen_text = True
             if self.forced:
                 out.append(AnswerDelta(reasoning))
             else:
                 out.append(ThinkingDelta(reasoning))
         content = delta.get("content")
         if _text_field(content, "content", out):
-            self._close_thinking(out)
-            out.append(AnswerDelta(content))
+            if self.thinking_open and not self.seen_text and content.startswith(THINK_BEGIN):
+                self.unparsed_thinking = True
+                content = content[len(THINK_BEGIN):]
+            self.seen_text = True
+            if self.unparsed_thinking:
+                thinking, end, content = content.partition(THINK_END)
+                if thinking:
+                    out.append(ThinkingDelta(thinking))
+                if end:
+                    self._close_thinking(out)
+            if content:
+                self._close_thinking(out)
+                out.append(AnswerDelta(content))
             if TOOL_CALLS_SECTION_BEGIN in content and not self.warned_markers:
                 self.warned_markers = True
                 out.append(
@@ -199,6 +224,7 @@ class DeltaMapper:
                     self._call_delta(c, out)
 
     def _close_thinking(self, out: list[Event]) -> None:
+        self.unparsed_thinking = False
         if self.thinking_open:
             self.thinking_open = False
             out.append(ThinkingEnd())

@@ -26,6 +26,9 @@ def cmd_kernel_install(args: argparse.Namespace) -> int:
         prefix=args.prefix,
         display_name=args.display_name,
         warm=not args.no_warm,
+        endpoint=args.endpoint,
+        served_model=args.served_model,
+        api_key_env=args.api_key_env,
     )
     print(f"installed kernelspec '{args.name}' ({args.display_name or KERNEL_DISPLAY_NAME}) in {where}")
     print(f"labextension: {ensure_labextension(args.prefix)}")
@@ -103,6 +106,11 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--display-name", default=None, help=f"shown in the launcher (default {KERNEL_DISPLAY_NAME!r})"
     )
     ki.add_argument("--no-warm", action="store_true", help="do not load the default model at kernel start")
+    ki.add_argument("--endpoint", default=None,
+                    help="run %%%%k2think on this served model (an OpenAI-compatible server's URL)")
+    ki.add_argument("--served-model", default=None, help="the model's name on that server")
+    ki.add_argument("--api-key-env", default=None,
+                    help="the environment variable holding its API key (the name is stored, not the key)")
     ki.set_defaults(func=cmd_kernel_install)
 
     p = sub.add_parser("lab", help="open JupyterLab on the k2nb quickstart (installs the kernel if missing)")

@@ -15,8 +15,17 @@ KERNEL_DISPLAY_NAME = "Python 3 (k2nb)"
 LABEXTENSION_NAME = "k2nb"
 
 
-def kernelspec_dict(python: str | None = None, *, warm: bool = True) -> dict[str, Any]:
-    """kernel.json of the k2nb kernel: the stock ipykernel launcher with the extension preloaded."""
+def kernelspec_dict(python: str | None = None, *, warm: bool = True, endpoint: str | None = None,
+                    served_model: str | None = None, api_key_env: str | None = None) -> dict[str, Any]:
+    """kernel.json of the k2nb kernel: the stock ipykernel launcher with the extension preloaded.
+
+    With `endpoint`, the kernel runs `%%k2think` on that served model (connected at the first run;
+    the key stays in the variable `api_key_env` names: only the name is written here)."""
+    env = {"K2NB_WARM": "1" if warm and endpoint is None else "0"}
+    for key, value in (("K2NB_ENDPOINT", endpoint), ("K2NB_SERVED_MODEL", served_model),
+                       ("K2NB_API_KEY_ENV", api_key_env)):
+        if value:
+            env[key] = value
     return {
         "argv": [
             python or sys.executable,
@@ -28,7 +37,7 @@ def kernelspec_dict(python: str | None = None, *, warm: bool = True) -> dict[str
         ],
         "display_name": KERNEL_DISPLAY_NAME,
         "language": "python",
-        "env": {"K2NB_WARM": "1" if warm else "0"},
+        "env": env,
         "metadata": {"debugger": True, "k2nb": {"version": _version()}},
     }
 
@@ -46,12 +55,16 @@ def install_kernelspec(
     prefix: str | None = None,
     display_name: str | None = None,
     warm: bool = True,
+    endpoint: str | None = None,
+    served_model: str | None = None,
+    api_key_env: str | None = None,
 ) -> str:
     """Install the kernelspec; returns the folder it went to. Without `user`/`prefix` it goes to
     this Python's prefix (``sys.prefix``), so it belongs to the environment k2nb is installed in."""
     from jupyter_client.kernelspec import KernelSpecManager
 
-    spec = kernelspec_dict(warm=warm)
+    spec = kernelspec_dict(warm=warm, endpoint=endpoint, served_model=served_model,
+                           api_key_env=api_key_env)
     if display_name:
         spec["display_name"] = display_name
     if prefix is None and not user:

@@ -9,6 +9,7 @@ python calls become cells, a `LiveView` observer, the stop button, the result ob
 from __future__ import annotations
 
 import argparse
+import os
 import threading
 import time
 from typing import TYPE_CHECKING, Any
@@ -47,7 +48,7 @@ HELP = """k2nb magics
       --no-dashboard  --export FILE.ipynb
     Returns a K2Result (answer, trajectory, routing, .to_notebook(), .show()), so `_` is the run.
   %k2model [load PATH [--device D] [--dtype T] | unload]    show / load / unload the model
-  %k2model connect URL [--model NAME] [--api-key-env VAR] | disconnect     a served model (vLLM, ...)
+  %k2model connect URL [--model NAME] [--api-key-env VAR] [--no-probe] | disconnect   a served model
   %k2route [N] [--static]  the routing dashboard of the last (or Nth) run
   %k2nb [help | settings | set KEY VALUE | reset]"""
 
@@ -121,13 +122,14 @@ class K2State:
         self.conversation = None  # a conversation belongs to the model it was held with
         return model
 
-    def connect(self, url: str, model: str | None, api_key_env: str | None) -> None:
-        """Run `%%k2think` on a served model (an OpenAI-compatible server) from now on."""
+    def connect(self, url: str, model: str | None, api_key_env: str | None, probe: bool = True) -> None:
+        """Run `%%k2think` on a served model (an OpenAI-compatible server) from now on; `probe` asks it
+        once what it supports (one 16-token request)."""
         from k2nb.backends.openai import connect
         from k2nb.engine.errors import K2nbError
 
         try:
-            backend = connect(url, model, api_key_env)
+            backend = connect(url, model, api_key_env, probe=probe)
         except K2nbError as exc:
             raise UsageError(f"%k2model connect: {exc}") from None
         self.use_backend(backend, f"{backend.model} at {backend.base_url}")
@@ -137,8 +139,14 @@ class K2State:
         self.model_path = None
 
     def ensure_model(self) -> None:
-        """Have a model or backend: the one warmed at kernel start, else the embedded default."""
+        """Have a model or backend: the served model the kernel was installed for (K2NB_ENDPOINT),
+        the one warmed at kernel start, else the embedded default."""
         if self.model is not None or self.backend is not None:
+            return
+        endpoint = os.environ.get("K2NB_ENDPOINT")
+        if endpoint:
+            self.connect(endpoint, os.environ.get("K2NB_SERVED_MODEL") or None,
+                         os.environ.get("K2NB_API_KEY_ENV") or None, probe=False)
             return
         from k2nb.kernels import warm
 
@@ -166,10 +174,13 @@ class K2State:
 
     def model_info(self) -> str:
         if self.backend is not None:
-            served = getattr(self.backend, "served", None)
-            listing = f"; the server serves {', '.join(served)}" if served else ""
-            routing = "" if getattr(self.backend, "request_routing", True) else "; it reports no routing"
-            return f"backend: {self.model_path} ({type(self.backend).__name__}){listing}{routing}"
+            describe = getattr(self.backend, "describe", None)
+            if describe is not None:
+                return "served model: " + "\n  ".join(describe())
+            return f"backend: {self.model_path} ({type(self.backend).__name__})"
+        if self.model is None and os.environ.get("K2NB_ENDPOINT"):
+            return (f"this kernel runs on the served model at {os.environ['K2NB_ENDPOINT']}; it connects "
+                    "at the first %%k2think (or now: %k2model connect URL)")
         if self.model is None:
             from k2nb.kernels import warm
 
@@ -320,7 +331,7 @@ class K2Magics(Magics):
     @line_magic
     def k2model(self, line: str) -> None:
         """%k2model [load PATH [--device D] [--dtype T] | unload | connect URL [--model NAME]
-        [--api-key-env VAR] | disconnect]"""
+        [--api-key-env VAR] [--no-probe] | disconnect]"""
         p = _Parser(prog="%k2model", add_help=False)
         actions = ("show", "load", "unload", "connect", "disconnect")
         p.add_argument("action", nargs="?", choices=actions, default="show")
@@ -329,12 +340,13 @@ class K2Magics(Magics):
         p.add_argument("--dtype")
         p.add_argument("--model", dest="served_model")
         p.add_argument("--api-key-env")
+        p.add_argument("--no-probe", action="store_true")
         args = parse_line(p, line)
         st = self.state
         if args.action == "connect":
             if not args.path:
                 raise UsageError("%k2model connect: give the server's URL, e.g. http://127.0.0.1:8000")
-            st.connect(args.path, args.served_model, args.api_key_env)
+            st.connect(args.path, args.served_model, args.api_key_env, probe=not args.no_probe)
         elif args.action == "disconnect":
             st.unload()
             print("k2nb: disconnected")
