@@ -7,6 +7,7 @@ and the checks are the real ones, so each trace goes through exactly what a k2-n
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import zlib
 
@@ -35,8 +36,20 @@ def wrong(p: curriculum.Problem, by: int = 1) -> float:
     return round(float(p.answer) + by, 2)
 
 
+def computes(p: curriculum.Problem, by: int = 0, extra: str = "") -> str:
+    """Code printing the answer (+ ``by``) from the question's numbers: the curriculum's own first
+    call with `` + 1`` per unit of ``by`` (1 needs no source, so the loop's `sourced` check passes, as
+    it does for a model whose every literal comes from the question)."""
+    first = next(m for m in p.messages if m["role"] == "assistant" and m.get("tool_calls"))
+    *prelude, last = ast.parse(json.loads(first["tool_calls"][0]["function"]["arguments"])["code"]).body
+    assert isinstance(last, ast.Expr) and isinstance(last.value, ast.Call) and last.value.args  # print(x)
+    head = "".join(ast.unparse(stmt) + "\n" for stmt in prelude)
+    return f"{head}print(round({ast.unparse(last.value.args[0])}{' + 1' * by}{extra}, 2))"
+
+
 def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
     a, w = p.answer, wrong(p)
+    right, off = computes(p), computes(p, 1)
 
     def uses(code: str, think: str = "Compute it.") -> Turn:
         # the code also names the question's numbers, as a model's code uses them (the `used` check)
@@ -45,20 +58,19 @@ def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
     if condition == "tools":
         return [
             # correct, verified by a check (assert, prints True)
-            [uses(f"print({a!r})"), uses(f"assert {a!r} == {a!r}\nprint(True)", "Now this."), answer(a)],
+            [uses(right), uses(f"assert {a!r} == {a!r}\nprint(True)", "Now this."), answer(a)],
             # wrong, verified by a recomputation (other code, same value, no check words)
-            [uses(f"print({w!r})"), uses(f"print({w!r} + 0)", "Another way."), answer(w)],
+            [uses(off), uses(computes(p, 1, " + 0"), "Another way."), answer(w)],
             # correct, no verification
-            [uses(f"print({a!r})"), answer(a)],
+            [uses(right), answer(a)],
             # a malformed call (not JSON), then a valid one; correct, no verification
-            [Turn(think="Compute.", calls=[("python", '{"code": print(1)}')]), uses(f"print({a!r})"),
-             answer(a)],
+            [Turn(think="Compute.", calls=[("python", '{"code": print(1)}')]), uses(right), answer(a)],
         ][i]
     if condition == "injected":
         return [
-            [uses(f"print({a!r})"), uses(f"print({a!r})", "Run it again."), answer(a)],  # recovers
-            [uses(f"print({a!r})"), Turn(answer="The answer is unknown.")],  # gives up
-            [uses(f"print({a!r})"), uses(f"print({w!r})"), answer(w)],  # retries, answers wrong
+            [uses(right), uses(right, "Run it again."), answer(a)],  # recovers
+            [uses(right), Turn(answer="The answer is unknown.")],  # gives up
+            [uses(right), uses(off), answer(w)],  # retries, answers wrong
             # no call, so the injection never fires; the ungrounded answer is rolled back twice
             [answer(a)] * 3,
         ][i]
@@ -67,14 +79,14 @@ def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
             [answer(a)],
             [answer(a)],
             [answer(w)],
-            [uses(f"print({a!r})"), answer(a)],  # calls an undeclared tool, then answers
+            [uses(right), answer(a)],  # calls an undeclared tool, then answers
         ][i]
     # paths: 8 paths of (call, answer); C correct, 1/2 wrong values
     plans = ["1CC2C1CC", "CCCCCCCC", "11111111", "C11222CC"]
-    values = {"C": a, "1": w, "2": wrong(p, 2)}
+    values = {"C": (a, right), "1": (w, off), "2": (wrong(p, 2), computes(p, 2))}
     out = []
     for ch in plans[i]:
-        out += [uses(f"print({values[ch]!r})"), answer(values[ch])]
+        out += [uses(values[ch][1]), answer(values[ch][0])]
     return out
 
 
@@ -254,7 +266,7 @@ def test_report_without_scaling_runs_writes_json_and_no_plot(report, tmp_path):
     files = E.write_report(data, tmp_path / "eval")
     assert set(files) == {"json"} and not (tmp_path / "eval" / "scaling.png").exists()
     assert json.loads(files["json"].read_text())["files"] == {"json": str(files["json"])}
-    assert "(no scaling plot: --no-scaling)" in E.format_report(data)
+    assert "(no scaling plot: no paths runs, --no-scaling or --conditions)" in E.format_report(data)
 
 
 def test_report_names_its_problem_set(report):

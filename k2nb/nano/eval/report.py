@@ -333,5 +333,6 @@ def _closing_lines(report: dict[str, Any]) -> list[str]:
                  + ", ".join(f"{c} {w:.0f} s" for c, w in report["wall_s_by_condition"].items()) + ")")
     if "files" in report:
         lines.append("  wrote " + " and ".join(report["files"].values())
-                     + ("" if "png" in report["files"] else " (no scaling plot: --no-scaling)"))
+                     + ("" if "png" in report["files"] else " (no scaling plot: no paths runs, "
+                                                              "--no-scaling or --conditions)"))
     return lines
