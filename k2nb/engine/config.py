@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +39,44 @@ class RopeScaling:
     beta_slow: float = 1.0
     mscale: float | None = None
     mscale_all_dim: float | None = None
+
+
+@dataclass(frozen=True)
+class QuantizationConfig:
+    """A checkpoint's ``quantization_config``, as far as k2nb runs it.
+
+    ``format`` is the ops format of the quantized linears: "int4" (compressed-tensors
+    pack-quantized, symmetric, ``group_size`` columns per scale) or "fp8" (e4m3 values, one scale per
+    ``block`` = (rows, columns)). ``scale_name`` is the checkpoint's suffix for the scales
+    (``weight_scale``; DeepSeek's FP8 says ``weight_scale_inv``). Which linears are quantized:
+    compressed-tensors names them by ``targets`` minus ``ignore`` (`quantizes`); DeepSeek's FP8
+    config names none, so there the checkpoint's scale tensors say (``from_checkpoint``). ``raw`` is
+    the dict as read, written back unchanged.
+    """
+
+    method: str  # quant_method: "compressed-tensors" | "fp8"
+    format: str  # "int4" | "fp8"
+    scale_name: str
+    group_size: int = 0
+    block: tuple[int, int] = (0, 0)
+    targets: tuple[str, ...] = ("Linear",)
+    ignore: tuple[str, ...] = ()
+    from_checkpoint: bool = False
+    raw: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
+
+    def quantizes(self, module: str) -> bool:
+        """Whether the linear named ``module`` (HF name, e.g. ``model.layers.3.mlp.experts.7.up_proj``)
+        is quantized by the config's targets and ignore list (compressed-tensors' matching:
+        ``re:`` prefixes a regex matched at the start, a plain string is the exact name or the class
+        name ``Linear``, which every linear k2nb quantizes is)."""
+        return (any(_module_matches(module, t) for t in self.targets)
+                and not any(_module_matches(module, t) for t in self.ignore))
+
+
+def _module_matches(module: str, pattern: str) -> bool:
+    if pattern.startswith("re:"):
+        return re.match(pattern[3:], module) is not None
+    return pattern in (module, "Linear")
 
 
 @dataclass(frozen=True)
@@ -78,6 +117,7 @@ class ModelConfig:
     eos_token_ids: tuple[int, ...] = ()
     pad_token_id: int | None = None
     torch_dtype: str | None = None
+    quantization_config: QuantizationConfig | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
     # ---- derived ------------------------------------------------------------------------------
@@ -142,10 +182,6 @@ class ModelConfig:
         mt = d.get("model_type")
         if mt not in SUPPORTED_MODEL_TYPES:
             raise r.err(f"model_type {mt!r} is not supported; k2nb runs {', '.join(SUPPORTED_MODEL_TYPES)}")
-        if d.get("quantization_config"):
-            method = d["quantization_config"].get("quant_method", "?")
-            raise r.err(f"quantization_config (quant_method {method!r}) cannot be loaded yet; "
-                        "k2nb loads unquantized (bf16/fp16/fp32) checkpoints")
         n_routed = r.get_int("n_routed_experts", minimum=0) if d.get("n_routed_experts") is not None else 0
         required = _REQUIRED + (_REQUIRED_MOE if n_routed else ())
         for key in required:
@@ -176,6 +212,7 @@ class ModelConfig:
             eos_token_ids=eos_ids,
             pad_token_id=d.get("pad_token_id"),
             torch_dtype=d.get("torch_dtype") or d.get("dtype"),
+            quantization_config=parse_quantization(d.get("quantization_config"), r.source),
             extra={k: v for k, v in d.items() if k not in known},
         )
 
@@ -201,7 +238,7 @@ class ModelConfig:
                               else "DeepseekV3ForCausalLM"],
         }
         for f in dataclasses.fields(self):
-            if f.name in ("extra", "rope_scaling", "eos_token_ids"):
+            if f.name in ("extra", "rope_scaling", "eos_token_ids", "quantization_config"):
                 continue
             d[f.name] = getattr(self, f.name)
         d["hidden_act"] = "silu"
@@ -211,6 +248,8 @@ class ModelConfig:
             d["rope_scaling"] = {"type": "yarn", **dataclasses.asdict(self.rope_scaling)}
         else:
             d["rope_scaling"] = None
+        if self.quantization_config is not None:
+            d["quantization_config"] = self.quantization_config.raw
         return d
 
 
@@ -334,3 +373,152 @@ def _parse_rope(r: _Reader) -> RopeScaling | None:
         mscale=y.check_num("mscale", mscale) if mscale is not None else None,
         mscale_all_dim=y.check_num("mscale_all_dim", mscale_all_dim) if mscale_all_dim is not None else None,
     )
+
+
+# ---- quantization_config ----------------------------------------------------------------------
+
+QUANT_METHODS = ("compressed-tensors", "fp8")
+_QC = "quantization_config"
+
+
+def parse_quantization(qc: Any, source: str) -> QuantizationConfig | None:
+    """``quantization_config`` → the typed record (None when absent), or a ``ConfigError`` naming the
+    key k2nb cannot run."""
+    if qc is None or qc == {}:
+        return None
+    if not isinstance(qc, dict):
+        raise ConfigError(f"{source}: {_QC} must be an object, got {qc!r}")
+    method = qc.get("quant_method")
+    if method == "compressed-tensors":
+        return _compressed_tensors(qc, _QuantReader(source))
+    if method == "fp8":
+        return _deepseek_fp8(qc, _QuantReader(source))
+    raise ConfigError(f"{source}: {_QC}.quant_method {method!r} is not supported; k2nb loads "
+                      f"{' and '.join(repr(m) for m in QUANT_METHODS)} checkpoints (INT4 pack-quantized, "
+                      "block FP8)")
+
+
+class _QuantReader:
+    """Errors that name ``quantization_config.<key>`` in the file."""
+
+    def __init__(self, source: str):
+        self.source = source
+
+    def err(self, key: str, msg: str) -> ConfigError:
+        return ConfigError(f"{self.source}: {_QC}.{key} {msg}")
+
+    def positive_ints(self, key: str, v: Any, n: int) -> tuple[int, ...]:
+        if (not isinstance(v, list | tuple) or len(v) != n
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x > 0 for x in v)):
+            raise self.err(key, f"must be {n} positive integers, got {v!r}")
+        return tuple(v)
+
+    def patterns(self, key: str, v: Any) -> tuple[str, ...]:
+        """A list of module names / ``re:`` regexes, each regex checked to compile."""
+        if v is None:
+            return ()
+        if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+            raise self.err(key, f"must be a list of module names or 're:' patterns, got {v!r}")
+        for x in v:
+            if x.startswith("re:"):
+                try:
+                    re.compile(x[3:])
+                except re.error as e:
+                    raise self.err(key, f"entry {x!r} is not a valid regular expression ({e})") from None
+        return tuple(v)
+
+
+def _compressed_tensors(qc: dict[str, Any], r: _QuantReader) -> QuantizationConfig:
+    status = qc.get("quantization_status", "compressed")
+    if status != "compressed":
+        raise r.err("quantization_status", f"is {status!r}; k2nb reads checkpoints whose weights are "
+                    "stored compressed ('compressed')")
+    for key, what in (("sparsity_config", "sparse"), ("transform_config", "transformed (rotated)")):
+        if qc.get(key):
+            raise r.err(key, f"is set; {what} weights are not supported")
+    if qc.get("kv_cache_scheme"):
+        raise r.err("kv_cache_scheme", "is set; a quantized KV cache is not supported (k2nb caches "
+                    "MLA's latents in the compute dtype)")
+    groups = qc.get("config_groups")
+    if not isinstance(groups, dict) or not groups:
+        raise r.err("config_groups", f"must name at least one scheme, got {groups!r}")
+    schemes: set[tuple[str, int, tuple[int, int]]] = set()
+    targets: list[str] = []
+    for name, g in groups.items():
+        where = f"config_groups.{name}"
+        if not isinstance(g, dict) or not isinstance(g.get("weights"), dict):
+            raise r.err(where, "must be an object with a 'weights' scheme")
+        fmt_key = f"{where}.format" if g.get("format") else "format"
+        scheme = _weights_scheme(g["weights"], g.get("format") or qc.get("format"), where, fmt_key, r)
+        _check_activations(g, scheme[0], where, r)
+        schemes.add(scheme)
+        targets += r.patterns(f"{where}.targets", g.get("targets"))
+    if len(schemes) > 1:
+        raise r.err("config_groups", "hold different weight schemes; k2nb runs one scheme per checkpoint")
+    fmt, group_size, block = schemes.pop()
+    return QuantizationConfig(method="compressed-tensors", format=fmt, scale_name="weight_scale",
+                              group_size=group_size, block=block, targets=tuple(targets),
+                              ignore=r.patterns("ignore", qc.get("ignore")), raw=qc)
+
+
+def _weights_scheme(w: dict[str, Any], fmt: Any, where: str, fmt_key: str,
+                    r: _QuantReader) -> tuple[str, int, tuple[int, int]]:
+    """(format, group size, block) of one group's ``weights``; what k2nb cannot run names its key."""
+    key = f"{where}.weights"
+    if w.get("symmetric", True) is not True:
+        raise r.err(f"{key}.symmetric", "is false; asymmetric weights (zero points) are not supported")
+    if w.get("dynamic", False):
+        raise r.err(f"{key}.dynamic", "is true; weights quantized at run time are not supported")
+    if fmt == "pack-quantized":
+        for k, want in (("num_bits", 4), ("type", "int"), ("strategy", "group")):
+            if w.get(k) != want:
+                raise r.err(f"{key}.{k}", f"is {w.get(k)!r}; k2nb reads pack-quantized weights with "
+                            "num_bits 4, type 'int', strategy 'group'")
+        if w.get("actorder") not in (None, "static"):
+            raise r.err(f"{key}.actorder", f"is {w['actorder']!r}; activation-ordered groups (g_idx) "
+                        "are not supported")
+        g = w.get("group_size")
+        if isinstance(g, bool) or not isinstance(g, int) or g <= 0 or g % 8:
+            raise r.err(f"{key}.group_size", f"must be a positive multiple of 8, got {g!r}")
+        return "int4", g, (0, 0)
+    if fmt == "float-quantized":
+        for k, want in (("num_bits", 8), ("type", "float"), ("strategy", "block")):
+            if w.get(k) != want:
+                raise r.err(f"{key}.{k}", f"is {w.get(k)!r}; k2nb reads float-quantized weights as "
+                            "block FP8: num_bits 8, type 'float', strategy 'block'")
+        bo, bi = r.positive_ints(f"{key}.block_structure", w.get("block_structure"), 2)
+        return "fp8", 0, (bo, bi)
+    raise r.err(fmt_key, f"{fmt!r} is not supported; k2nb reads 'pack-quantized' (INT4) and "
+                "'float-quantized' (block FP8) compressed-tensors checkpoints")
+
+
+def _check_activations(g: dict[str, Any], fmt: str, where: str, r: _QuantReader) -> None:
+    """Weight-only INT4 has no activation scheme; FP8 may quantize activations dynamically, which k2nb
+    does not apply (it computes in the model's dtype), but static input scales it cannot ignore."""
+    if g.get("output_activations") is not None:
+        raise r.err(f"{where}.output_activations", "is set; output quantization is not supported")
+    act = g.get("input_activations")
+    if act is None:
+        return
+    if fmt != "fp8" or not isinstance(act, dict) or not act.get("dynamic"):
+        raise r.err(f"{where}.input_activations", "is set; k2nb runs weight-only INT4 and block FP8 "
+                    "with dynamic (or no) activation quantization")
+
+
+def _deepseek_fp8(qc: dict[str, Any], r: _QuantReader) -> QuantizationConfig:
+    """DeepSeek-V3 / Kimi-K2-Instruct: ``{"quant_method": "fp8", "fmt": "e4m3", "activation_scheme":
+    "dynamic", "weight_block_size": [128, 128]}``; the quantized linears are those with a
+    ``weight_scale_inv`` in the checkpoint."""
+    if qc.get("fmt", "e4m3") != "e4m3":
+        raise r.err("fmt", f"is {qc['fmt']!r}; k2nb reads FP8 weights in e4m3")
+    if qc.get("activation_scheme", "dynamic") != "dynamic":
+        raise r.err("activation_scheme", f"is {qc['activation_scheme']!r}; static activation scales are "
+                    "not supported ('dynamic' is)")
+    if qc.get("weight_block_size") is None:
+        raise r.err("weight_block_size", "is missing; k2nb reads block FP8 (per-tensor FP8 is not "
+                    "supported)")
+    block = r.positive_ints("weight_block_size", qc["weight_block_size"], 2)
+    return QuantizationConfig(method="fp8", format="fp8", scale_name="weight_scale_inv",
+                              block=(block[0], block[1]), from_checkpoint=True,
+                              ignore=r.patterns("modules_to_not_convert", qc.get("modules_to_not_convert")),
+                              raw=qc)

@@ -2,8 +2,10 @@
 
 The model is built on the meta device (no random weights are ever allocated), every tensor is read
 memory-mapped from safetensors, checked against the config, converted once to the target dtype and
-device, and assigned. Routed experts are stacked per layer while loading. Any problem raises a
-``CheckpointError`` naming the file and the tensor, and nothing half-built is returned.
+device, and assigned. Routed experts are stacked per layer while loading. Linears that the config's
+``quantization_config`` packs (INT4 pack-quantized, block FP8) stay packed: their tensors become one
+``ops.PackedWeight`` record each, which takes the dense weight's place in the model. Any problem raises
+a ``CheckpointError`` naming the file and the tensor, and nothing half-built is returned.
 """
 
 from __future__ import annotations
@@ -19,9 +21,15 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 from . import names
-from .config import ModelConfig
+from .config import ConfigError, ModelConfig, QuantizationConfig
 from .errors import CheckpointError, K2nbError
 from .model import K2Model
+from .ops import PackedWeight
+from .ops.fp8 import Fp8BlockWeight
+from .ops.int4 import Int4Weight
+
+# HF module name → (out, in) of each linear the checkpoint stores packed
+QuantPlan = dict[str, tuple[int, int]]
 
 _DTYPES = {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
            "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}
@@ -118,11 +126,106 @@ def _check_names(folder: Path, files: dict[str, Path], expected: dict[str, tuple
     scales = [name for name in unexpected if name.endswith(_FP8_SCALE)]
     if scales:
         raise CheckpointError(f"{files[scales[0]]}: tensor {scales[0]!r} is an FP8 block scale, but "
-                              "config.json has no quantization_config; FP8 checkpoints are not supported "
-                              "yet (k2nb loads bf16/fp16/fp32 weights)")
+                              "config.json has no quantization_config saying how the weights are packed; "
+                              "add the checkpoint's own (quant_method 'fp8', weight_block_size)")
     if unexpected:
         raise CheckpointError(f"{files[unexpected[0]]}: unexpected tensor {unexpected[0]!r} "
                               f"(not part of a {cfg.model_type} model with this config.json)")
+
+
+# ---- packed (quantized) linears --------------------------------------------------------------------
+
+def _quant_plan(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]],
+                cfg: ModelConfig) -> QuantPlan:
+    """Which linears the checkpoint stores packed: those the config's targets and ignore list name
+    (compressed-tensors), or those with a scale tensor in the files (DeepSeek's FP8 config names
+    none). The routed experts of a layer are stacked, so they must all share one format."""
+    qc = cfg.quantization_config
+    if qc is None:
+        return {}
+    linears = {names.module_of(n): (s[0], s[1]) for n, s in expected.items() if names.is_linear(n, s)}
+    if qc.from_checkpoint:
+        suffix = "." + qc.scale_name
+        plan = {m: linears[m] for n in files if n.endswith(suffix) and (m := n[:-len(suffix)]) in linears}
+    else:
+        plan = {m: shape for m, shape in linears.items() if qc.quantizes(m)}
+    if not plan:
+        raise ConfigError(f"{folder / 'config.json'}: quantization_config packs none of the model's "
+                          "linear layers (check its targets and ignore list)")
+    if qc.format == "int4":
+        for m, (_, inp) in plan.items():
+            if inp % qc.group_size:
+                raise ConfigError(f"{folder / 'config.json'}: quantization_config group_size "
+                                  f"{qc.group_size} does not divide the {inp} input columns of {m}")
+    stacks: dict[str, set[bool]] = {}  # a layer's experts → packed or not, over all their linears
+    for m in linears:
+        target = names.to_model(m + ".weight")
+        if isinstance(target, names.ExpertPart):
+            stacks.setdefault(target.stack.rpartition(".")[0], set()).add(m in plan)
+    for stack, kinds in stacks.items():
+        if len(kinds) > 1:
+            raise ConfigError(f"{folder / 'config.json'}: quantization_config packs some of the routed "
+                              f"experts of {stack} but not others; a layer's experts are stored stacked, "
+                              "so all of them (gate, up and down) must share one format")
+    return plan
+
+
+def _packed_shapes(qc: QuantizationConfig, out: int, inp: int) -> dict[str, tuple[int, ...]]:
+    """Suffix → shape of the checkpoint tensors of one packed ``[out, in]`` linear."""
+    if qc.format == "int4":
+        return Int4Weight.checkpoint_shapes(out, inp, qc.group_size, qc.scale_name)
+    return Fp8BlockWeight.checkpoint_shapes(out, inp, qc.block, qc.scale_name)
+
+
+def _packed_expected(expected: dict[str, tuple[int, ...]], plan: QuantPlan,
+                     qc: QuantizationConfig | None) -> dict[str, tuple[int, ...]]:
+    """The expected HF tensors with each packed linear's weight replaced by its packed tensors."""
+    if not plan or qc is None:
+        return expected
+    out = {n: s for n, s in expected.items() if names.module_of(n) not in plan or not n.endswith(".weight")}
+    for m, (o, i) in plan.items():
+        out.update({f"{m}.{suffix}": shape for suffix, shape in _packed_shapes(qc, o, i).items()})
+    return out
+
+
+def _shape_hint(name: str, plan: QuantPlan, qc: QuantizationConfig | None) -> str:
+    """What config key a packed tensor's expected shape comes from."""
+    if qc is None or name.rpartition(".")[0] not in plan:
+        return ""
+    if name.endswith(qc.scale_name):
+        key = (f"group_size {qc.group_size}" if qc.format == "int4"
+               else f"block {list(qc.block)}")
+        return f" (one scale per {key} of quantization_config)"
+    if name.endswith(".weight_packed"):
+        return " (int32 words of 8 INT4 values)"
+    return ""
+
+
+def _packed_record(module: str, tensors: dict[str, torch.Tensor], plan: QuantPlan,
+                   qc: QuantizationConfig | None, files: dict[str, Path], dev: torch.device,
+                   dt: torch.dtype) -> PackedWeight:
+    assert qc is not None
+    out, inp = plan[module]
+
+    def where(suffix: str) -> str:
+        return f"{files[f'{module}.{suffix}']}: tensor '{module}.{suffix}'"
+
+    if qc.format == "int4":
+        return Int4Weight.from_checkpoint(tensors, out, inp, qc.group_size, dt, dev, where, qc.scale_name)
+    return Fp8BlockWeight.from_checkpoint(tensors, qc.block, dt, dev, where, qc.scale_name)
+
+
+def _install_packed(model: K2Model, state: dict[str, torch.Tensor | PackedWeight]) -> None:
+    """Put each packed record where its dense weight is on the meta model, and list its tensors in
+    ``state`` under their model names (so a strict ``load_state_dict`` checks and assigns them)."""
+    for name, value in list(state.items()):
+        if isinstance(value, PackedWeight):
+            owner, _, attr = name.rpartition(".")
+            module = model.get_submodule(owner)
+            delattr(module, attr)
+            setattr(module, attr, value)
+            del state[name]
+            state.update({f"{name}.{p}": t for p, t in value.named_parameters()})
 
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
@@ -131,8 +234,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     """Load a K2-family checkpoint folder (HF layout) onto ``device`` in ``dtype``.
 
     ``device`` defaults to CUDA when present, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
-    MTP layers (the config's ``num_nextn_predict_layers`` after the decoder layers) are skipped; a
-    tensor of any later layer, a non-float or FP8 tensor and a NaN or Inf value are errors. The
+    ``dtype`` is the compute dtype (activations and the weights stored unquantized); linears the
+    config's ``quantization_config`` packs stay packed in memory whatever it is. MTP layers (the
+    config's ``num_nextn_predict_layers`` after the decoder layers) are skipped; a tensor of any later
+    layer, a non-float tensor or an FP8 one the config does not describe, and a NaN or Inf value are
+    errors. The
     folder's tokenizer, when it has one, is checked against ``vocab_size`` and attached as
     ``model.tokenizer``. ``progress=None`` shows a progress bar only for checkpoints over
     1 GB (a small model loads in well under a second; a bar would only clutter a notebook cell).
@@ -150,9 +256,12 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     with torch.device("meta"):
         model = K2Model(cfg)
     expected = _expected_shapes(model)
+    plan = _quant_plan(folder, files, expected, cfg)
+    expected = _packed_expected(expected, plan, cfg.quantization_config)
     _check_names(folder, files, expected, cfg)
-    state = _read_state(folder, files, expected, dev, dt, progress)
+    state = _read_state(folder, files, expected, plan, cfg.quantization_config, dev, dt, progress)
     try:
+        _install_packed(model, state)
         model.load_state_dict(state, strict=True, assign=True)
     finally:
         state.clear()
@@ -163,31 +272,48 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     return model
 
 
-def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]],
-                dev: torch.device, dt: torch.dtype, progress: bool) -> dict[str, torch.Tensor]:
-    """The model's state dict: every expected tensor read, checked, converted, experts stacked."""
+def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]], plan: QuantPlan,
+                qc: QuantizationConfig | None, dev: torch.device, dt: torch.dtype,
+                progress: bool) -> dict[str, torch.Tensor | PackedWeight]:
+    """The model's state: every expected tensor read, checked, converted (packed linears: gathered
+    into their record), experts stacked."""
     from tqdm.auto import tqdm
 
     handles: dict[Path, object] = {}
-    state: dict[str, torch.Tensor] = {}
-    experts: dict[str, dict[tuple[int, int], torch.Tensor]] = {}  # stack → (expert, part) → tensor
+    state: dict[str, torch.Tensor | PackedWeight] = {}
+    experts: dict[str, dict[tuple[int, int], torch.Tensor | PackedWeight]] = {}  # stack → (e, part) → …
+    pending: dict[str, dict[str, torch.Tensor]] = {}  # packed linear → its tensors read so far
+    suffixes = set(_packed_shapes(qc, 8, qc.group_size or 8)) if qc is not None else set()
     try:
         for name in tqdm(sorted(expected), desc=f"loading {folder.name}", unit="tensor",
                          disable=not progress, leave=False):
             t = _read_tensor(handles, files[name], name)
             if tuple(t.shape) != expected[name]:
                 raise CheckpointError(f"{files[name]}: tensor {name!r} has shape {tuple(t.shape)}, the "
-                                      f"config implies {expected[name]}")
-            t = _convert(t, files[name], name, dev, torch.float32 if names.keeps_float32(name) else dt)
+                                      f"config implies {expected[name]}{_shape_hint(name, plan, qc)}")
+            module, _, suffix = name.rpartition(".")
+            if module in plan and suffix in suffixes:
+                parts = pending.setdefault(module, {})
+                parts[suffix] = t
+                if len(parts) < len(suffixes):
+                    continue
+                value: torch.Tensor | PackedWeight = _packed_record(module, pending.pop(module), plan, qc,
+                                                                    files, dev, dt)
+                name = module + ".weight"
+            else:
+                value = _convert(t, files[name], name, dev,
+                                 torch.float32 if names.keeps_float32(name) else dt)
             target = names.to_model(name)
             if isinstance(target, names.ExpertPart):
-                experts.setdefault(target.stack, {})[(target.expert, target.part)] = t
+                experts.setdefault(target.stack, {})[(target.expert, target.part)] = value
             else:
-                state[target] = t
+                state[target] = value
         for stack, parts in experts.items():
-            n_experts, n_parts = (max(i for i, _ in parts) + 1), (max(p for _, p in parts) + 1)
-            state[stack] = names.stack_experts(
-                [[parts[(e, p)] for p in range(n_parts)] for e in range(n_experts)])
+            n_experts, n_proj = (max(i for i, _ in parts) + 1), (max(p for _, p in parts) + 1)
+            grid = [[parts[(e, p)] for p in range(n_proj)] for e in range(n_experts)]
+            first = grid[0][0]
+            state[stack] = (type(first).stack(grid) if isinstance(first, PackedWeight)
+                            else names.stack_experts(grid))
             parts.clear()
     except BaseException:
         state.clear()
@@ -195,6 +321,7 @@ def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[
     finally:
         handles.clear()
         experts.clear()
+        pending.clear()
     return state
 
 
@@ -216,8 +343,8 @@ def _convert(t: torch.Tensor, f: Path, name: str, dev: torch.device, dt: torch.d
     kind = str(t.dtype).removeprefix("torch.")
     if t.dtype in _FP8_DTYPES:
         raise CheckpointError(f"{f}: tensor {name!r} is {kind} without its '{name}{_FP8_SCALE}'; FP8 "
-                              "checkpoints are not supported yet (config.json has no quantization_config, "
-                              "and k2nb loads bf16/fp16/fp32 weights)")
+                              "values are read only with their block scales and a quantization_config in "
+                              "config.json that describes them (quant_method 'fp8', weight_block_size)")
     if not t.is_floating_point():
         raise CheckpointError(f"{f}: tensor {name!r} has {kind} values, which cannot be loaded as weights")
     out = t.to(device=dev, dtype=dt)
@@ -247,20 +374,28 @@ def _maybe_tokenizer(folder: Path, vocab_size: int):
 
 
 def hf_tensors(model: K2Model) -> Iterator[tuple[str, torch.Tensor]]:
-    """The model's tensors under their HF checkpoint names, experts unstacked (views, no copies)."""
+    """The model's tensors under their HF checkpoint names, experts unstacked (views, no copies);
+    a packed linear gives its checkpoint tensors (``weight_packed`` … or ``weight`` + scales)."""
+    qc = model.config.quantization_config
+    packed = {name: m for name, m in model.named_modules() if isinstance(m, PackedWeight)}
     for name, t in model.state_dict().items():
-        yield from names.to_hf(name, t)
+        if name.rpartition(".")[0] not in packed:
+            yield from names.to_hf(name, t)
+    for name, record in packed.items():
+        yield from names.packed_to_hf(name, record, qc.scale_name if qc is not None else record.scale_name)
 
 
 def save_checkpoint(model: K2Model, folder: str | os.PathLike, dtype: torch.dtype | None = None) -> Path:
     """Write ``config.json`` and ``model.safetensors`` (HF names) that ``load_model`` and transformers
-    read. The router weight and selection bias stay float32."""
+    read. The router weight and selection bias stay float32; packed linears are written packed (with
+    the config's ``quantization_config``), whatever ``dtype`` says."""
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
     tensors = {}
+    packed = {name for name, _ in _packed_tensor_names(model)}
     for name, t in hf_tensors(model):
         t = t.detach().to("cpu")
-        if dtype is not None and not names.keeps_float32(name):
+        if dtype is not None and not names.keeps_float32(name) and name not in packed:
             t = t.to(dtype)
         tensors[name] = t.contiguous()
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
@@ -268,3 +403,11 @@ def save_checkpoint(model: K2Model, folder: str | os.PathLike, dtype: torch.dtyp
     d["torch_dtype"] = str(dtype or model.dtype).removeprefix("torch.")
     (out / "config.json").write_text(json.dumps(d, indent=2) + "\n")
     return out
+
+
+def _packed_tensor_names(model: K2Model) -> Iterator[tuple[str, torch.Tensor]]:
+    """The HF names (and tensors) of the model's packed linears."""
+    qc = model.config.quantization_config
+    for name, m in model.named_modules():
+        if isinstance(m, PackedWeight):
+            yield from names.packed_to_hf(name, m, qc.scale_name if qc is not None else m.scale_name)

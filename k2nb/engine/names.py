@@ -9,6 +9,8 @@
     model.layers.L.mlp.experts.E.down_proj.weight  [D, I]    layers.L.mlp.experts.w2  [E, D, I]
     model.layers.L.*, L ≥ num_hidden_layers                  (multi-token-prediction layers: skipped;
                                                               num_nextn_predict_layers of them at most)
+    <linear>.weight_packed / _scale / _shape  (INT4)         one ops.PackedWeight record in the weight's
+    <linear>.weight + .weight_scale_inv       (block FP8)    place (stacked like the dense experts)
 
 The loader, `hf_tensors` (saving, comparisons with transformers) and the expected shapes of a
 checkpoint all read this table.
@@ -86,3 +88,40 @@ def layer_index(hf_name: str) -> int | None:
     """The decoder layer an HF tensor belongs to (None for embeddings, final norm, head)."""
     m = _LAYER.match(hf_name)
     return int(m.group(1)) if m else None
+
+
+# ---- quantized linears ---------------------------------------------------------------------------
+# A quantized linear `M` (HF module name) stores its packed form under `M.<suffix>` instead of
+# `M.weight`: INT4 `weight_packed`, `weight_scale`, `weight_shape`; FP8 `weight` + `weight_scale_inv`
+# (or `weight_scale`). In the model it is one `ops.PackedWeight` record where the dense weight would be
+# (`…q_a_proj.weight`, or stacked per layer as `…experts.w13` / `w2`).
+_NOT_LINEAR = ("embed_tokens.weight", "mlp.gate.weight")  # 2-D weights no quantization packs
+
+
+def is_linear(hf_name: str, shape: Sequence[int]) -> bool:
+    """Whether an HF tensor is a linear layer's weight (what a quantization_config may pack)."""
+    return hf_name.endswith(".weight") and len(shape) == 2 and not hf_name.endswith(_NOT_LINEAR)
+
+
+def module_of(hf_weight: str) -> str:
+    """``model.layers.3.mlp.experts.7.up_proj.weight`` → ``model.layers.3.mlp.experts.7.up_proj``."""
+    return hf_weight.removesuffix(".weight")
+
+
+def packed_to_hf(name: str, record, scale_name: str) -> Iterator[tuple[str, torch.Tensor]]:
+    """The HF names and tensors of one packed weight (model name ``name``): per expert and projection
+    for a stack, under the module's own name otherwise (views, plus the small ``weight_shape``)."""
+    head, _, leaf = name.rpartition(".")
+    if head.endswith("mlp.experts") and leaf in EXPERT_STACKS:
+        projs = EXPERT_STACKS[leaf]
+        rows = record.shape[1] // len(projs)
+        for e in range(record.shape[0]):
+            for i, proj in enumerate(projs):
+                parts = record.checkpoint_tensors(e, slice(i * rows, (i + 1) * rows), scale_name)
+                for suffix, t in parts.items():
+                    yield f"{HF_PREFIX}{head}.{e}.{proj}.{suffix}", t
+        return
+    module = name.removesuffix(".weight")
+    hf = module if module.startswith(UNPREFIXED) else HF_PREFIX + module
+    for suffix, t in record.checkpoint_tensors(None, slice(None), scale_name).items():
+        yield f"{hf}.{suffix}", t

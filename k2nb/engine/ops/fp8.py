@@ -18,9 +18,12 @@ what is used, then a dense matmul.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointError
 from .dense import moe_by_expert
 from .registry import PackedWeight, packed_parameter, register
 
@@ -32,13 +35,16 @@ class Fp8BlockWeight(PackedWeight):
     ceil(in/bi)]``, ``block = (bo, bi)``; ``dtype`` is the compute dtype."""
 
     format = "fp8"
+    scale_name = "weight_scale_inv"  # the checkpoint's suffix for the scales when no config names it
 
     def __init__(self, weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],
-                 dtype: torch.dtype):
+                 dtype: torch.dtype, checkpoint_block: tuple[int, int] | None = None):
         super().__init__(tuple(weight.shape), dtype)
         self.weight = packed_parameter(weight)
         self.scale_inv = packed_parameter(scale_inv)
         self.block = (int(block[0]), int(block[1]))
+        # the block the checkpoint stores (differs from `block` in a stack kept at one scale per row)
+        self.checkpoint_block = checkpoint_block or self.block
 
     def dequantize(self, dtype: torch.dtype | None = None) -> torch.Tensor:
         return dequantize(self.weight, self.scale_inv, self.block, dtype or self.dtype)
@@ -46,6 +52,62 @@ class Fp8BlockWeight(PackedWeight):
     def expert(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert ``e``'s ``(weight [rows, in], scale_inv [row blocks, col blocks])`` (views)."""
         return self.weight[e], self.scale_inv[e]
+
+    # ---- the checkpoint's tensors (one linear: `<module>.weight`, `<module>.weight_scale_inv`) ----
+    @staticmethod
+    def checkpoint_shapes(out: int, inp: int, block: tuple[int, int],
+                          scale_name: str = "weight_scale_inv") -> dict[str, tuple[int, ...]]:
+        return {"weight": (out, inp), scale_name: (-(-out // block[0]), -(-inp // block[1]))}
+
+    @classmethod
+    def from_checkpoint(cls, tensors: dict[str, torch.Tensor], block: tuple[int, int], dtype: torch.dtype,
+                        device: torch.device, where: Callable[[str], str],
+                        scale_name: str = "weight_scale_inv") -> Fp8BlockWeight:
+        """One linear from its checkpoint tensors (shapes already checked)."""
+        w, s = tensors["weight"], tensors[scale_name]
+        if w.dtype != FP8_DTYPE:
+            raise CheckpointError(f"{where('weight')} is {_kind(w)}; block-FP8 weights are float8_e4m3fn")
+        if not s.dtype.is_floating_point or s.dtype.itemsize < 2:
+            raise CheckpointError(f"{where(scale_name)} is {_kind(s)}; FP8 block scales are float32 "
+                                  "(or bfloat16)")
+        w, s = w.to(device), s.to(device=device, dtype=torch.float32)
+        if ((w.view(torch.uint8) & 0x7F) == 0x7F).any():  # e4m3fn's only NaN code, either sign
+            raise CheckpointError(f"{where('weight')} holds NaN values")
+        if not torch.isfinite(s).all():
+            raise CheckpointError(f"{where(scale_name)} holds NaN or Inf values")
+        return cls(w, s, block, dtype)
+
+    def checkpoint_tensors(self, expert: int | None, rows: slice,
+                           scale_name: str = "weight_scale_inv") -> dict[str, torch.Tensor]:
+        """The checkpoint tensors of rows ``rows`` (of expert ``expert`` of a stack), at the
+        checkpoint's block."""
+        w = (self.weight if expert is None else self.weight[expert])[rows]
+        s = self.scale_inv if expert is None else self.scale_inv[expert]
+        start = rows.start or 0
+        bo, hbo = self.block[0], self.checkpoint_block[0]
+        # rows start on a checkpoint block (stacks are cut at projection boundaries)
+        s = s[start // bo:start // bo + -(-w.shape[0] // bo)]
+        if bo != hbo:  # one scale per row → one per checkpoint row block
+            s = s[::hbo // bo]
+        return {"weight": w, scale_name: s}
+
+    @classmethod
+    def stack(cls, parts: Sequence[Sequence[Fp8BlockWeight]]) -> Fp8BlockWeight:
+        """``parts[e][i]`` → one ``[E, rows, in]`` weight; rows of a projection that are not a whole
+        number of row blocks make the stack keep one scale per row."""
+        first = parts[0][0]
+        bo, bi = first.block
+        aligned = all(p.shape[0] % bo == 0 for ps in parts for p in ps)
+        weight = torch.stack([torch.cat([p.weight for p in ps]) for ps in parts])
+        scale = torch.stack([torch.cat([p.scale_inv if aligned else rows_as_blocks(p.scale_inv, p.block,
+                                                                                  p.shape[0])
+                                        for p in ps]) for ps in parts])
+        return cls(weight, scale, first.block if aligned else (1, bi), first.dtype,
+                   checkpoint_block=first.block)
+
+
+def _kind(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],

@@ -23,10 +23,12 @@ kernel for a device registers for ("linear" | "moe_experts", "int4", device).
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 
+from ..errors import CheckpointError
 from .dense import moe_by_expert
 from .registry import PackedWeight, packed_parameter, register
 
@@ -44,6 +46,7 @@ class Int4Weight(PackedWeight):
     """
 
     format = "int4"
+    scale_name = "weight_scale"  # the checkpoint's suffix for the scales when no config names it
 
     def __init__(self, packed: torch.Tensor, scale: torch.Tensor, group_size: int, dtype: torch.dtype):
         *lead, rows, words = packed.shape
@@ -58,6 +61,57 @@ class Int4Weight(PackedWeight):
     def expert(self, e: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Expert ``e``'s ``(packed [rows, in/8], scale [rows, in/g])`` of a stacked weight (views)."""
         return self.packed[e], self.scale[e]
+
+    # ---- the checkpoint's tensors (one linear: `<module>.weight_packed` etc.) ---------------------
+    @staticmethod
+    def checkpoint_shapes(out: int, inp: int, group_size: int, scale_name: str = "weight_scale",
+                          ) -> dict[str, tuple[int, ...]]:
+        """Suffix → shape of one ``[out, in]`` linear's tensors (``in`` a multiple of the group)."""
+        return {"weight_packed": (out, inp // PACK), scale_name: (out, inp // group_size),
+                "weight_shape": (2,)}
+
+    @classmethod
+    def from_checkpoint(cls, tensors: dict[str, torch.Tensor], out: int, inp: int, group_size: int,
+                        dtype: torch.dtype, device: torch.device, where: Callable[[str], str],
+                        scale_name: str = "weight_scale") -> Int4Weight:
+        """One linear from its checkpoint tensors (shapes already checked); ``where(suffix)`` names
+        the file and tensor in errors."""
+        packed, scale, shape = tensors["weight_packed"], tensors[scale_name], tensors["weight_shape"]
+        if packed.dtype != torch.int32:
+            raise CheckpointError(f"{where('weight_packed')} is {_kind(packed)}; packed INT4 weights are "
+                                  "int32 words of 8 values")
+        if scale.dtype not in SUPPORTED_SCALE_DTYPES:
+            raise CheckpointError(f"{where(scale_name)} is {_kind(scale)}; INT4 scales are bfloat16, "
+                                  "float16 or float32")
+        if shape.dtype.is_floating_point or shape.tolist() != [out, inp]:
+            raise CheckpointError(f"{where('weight_shape')} says {shape.tolist()}, but the config "
+                                  f"implies [{out}, {inp}]")
+        scale = scale.to(device)
+        if not torch.isfinite(scale).all():
+            raise CheckpointError(f"{where(scale_name)} holds NaN or Inf values")
+        return cls(packed.to(device), scale, group_size, dtype)
+
+    def checkpoint_tensors(self, expert: int | None, rows: slice,
+                           scale_name: str = "weight_scale") -> dict[str, torch.Tensor]:
+        """The checkpoint tensors of rows ``rows`` (of expert ``expert`` of a stack): views, plus the
+        ``weight_shape`` they imply."""
+        packed = self.packed if expert is None else self.packed[expert]
+        scale = self.scale if expert is None else self.scale[expert]
+        packed, scale = packed[rows], scale[rows]
+        return {"weight_packed": packed, scale_name: scale,
+                "weight_shape": torch.tensor([packed.shape[0], packed.shape[1] * PACK])}
+
+    @classmethod
+    def stack(cls, parts: Sequence[Sequence[Int4Weight]]) -> Int4Weight:
+        """``parts[e][i]``: expert e's projection i → one ``[E, rows, in]`` weight (rows concatenated)."""
+        first = parts[0][0]
+        packed = torch.stack([torch.cat([p.packed for p in ps]) for ps in parts])
+        scale = torch.stack([torch.cat([p.scale for p in ps]) for ps in parts])
+        return cls(packed, scale, first.group_size, first.dtype)
+
+
+def _kind(t: torch.Tensor) -> str:
+    return str(t.dtype).removeprefix("torch.")
 
 
 def unpack(packed: torch.Tensor) -> torch.Tensor:

@@ -57,6 +57,7 @@ class PackedWeight(nn.Module):
     """
 
     format: ClassVar[str]
+    scale_name: ClassVar[str]  # the checkpoint suffix of its scales ("weight_scale", …)
 
     def __init__(self, shape: tuple[int, ...], dtype: torch.dtype):
         super().__init__()
