@@ -149,6 +149,7 @@ def test_training_code_never_reads_the_split():
     (E.ABSTENTION, True), ("i CAN'T tell what to compute from this question", True),
     ("I can\u2019t tell what to compute from this question: it does not say how many boxes.", True),
     ("I can't tell   what to compute from\nthis question.", True),
+    ("I can't tell what to compute: the price is missing.", True), ("I can't tell what you mean.", False),
     ("I can tell what to compute from this question. The answer is 4.", False), ("", False), (None, False),
 ])
 def test_abstention_is_the_phrase_in_any_case(text, says):

@@ -15,8 +15,9 @@ Definitions (the report states them too):
   word rule). The report counts which rule fired.
 - recovery: among runs whose first python call was failed by the injection, the share that called
   python again afterwards, got a successful result and reached the correct answer.
-- abstention: the final answer contains ``ABSTENTION`` ("I can't tell what to compute from this
-  question"), in any letter case, with either apostrophe. On a question that cannot be answered
+- abstention: the final answer says ``ABSTENTION`` ("I can't tell what to compute from this
+  question."), recognised by its opening words "I can't tell what to compute", in any letter case,
+  with either apostrophe. On a question that cannot be answered
   (``answerable`` False: the paraphrase split has some) abstaining is the correct outcome.
 - confident wrong: the run states a final answer that is neither correct nor an abstention (a run
   that ends with no answer at all is neither). An answerable question has four outcomes: correct,
@@ -47,7 +48,8 @@ CONDITIONS = ("tools", "injected", "no_tools", "paths")
 # What the model is to say when it cannot read a question, instead of imitating one it knows. Stated
 # once here: the eval recognises it, and a curriculum that teaches abstention should write it.
 ABSTENTION = "I can't tell what to compute from this question."
-_ABSTENTION_KEY = ABSTENTION.rstrip(".").lower()
+# Recognised by its opening words, so that "I can't tell what to compute: the price is missing." counts.
+_ABSTENTION_KEY = " ".join(ABSTENTION.lower().split()[:6])  # "i can't tell what to compute"
 TOLERANCE = (
     f"numbers: within {curriculum.ABS_TOL} absolute or {curriculum.REL_TOL} relative of the answer "
     "(first number after 'The answer is'); strings: exact, surrounding quotes ignored"
@@ -129,7 +131,7 @@ def verification_rule(calls: Sequence[CallView]) -> str | None:
 
 
 def is_abstention(answer: str | None) -> bool:
-    """Whether ``answer`` says ``ABSTENTION`` (case and the apostrophe's form aside, spaces collapsed)."""
+    """Whether ``answer`` says ``ABSTENTION``: its opening words, case and the apostrophe's form aside."""
     if not answer:
         return False
     text = " ".join(answer.replace("\u2019", "'").lower().split())

@@ -39,8 +39,9 @@ DEFINITIONS = {
                 "successful result and answered correctly (over runs where the injection fired); "
                 "recovered_when_solved: the same over problems the tools run answered correctly",
     "scaling": "first k of the max(paths) sampled paths, voted with the loop's verified weights",
-    "abstention": f"the final answer says {ABSTENTION!r} (any case); abstention_rate is over answerable "
-                  "questions, correct_abstention_rate over questions that cannot be answered",
+    "abstention": f"the final answer says {ABSTENTION!r} (its opening words, any case); abstention_rate "
+                  "is over answerable questions, correct_abstention_rate over questions that cannot be "
+                  "answered",
     "confident_wrong": "a stated final answer that is neither correct nor an abstention (an answer to a "
                        "question that cannot be answered counts); over every tools run",
     "accuracy_scope": "accuracy, per-family accuracy, verification, recovery, no-tools accuracy and "
