@@ -78,12 +78,12 @@ class TerminalView:
                 self.out.write(self._style("call", f"→ {name}") + "\n")
                 for line in str(body).splitlines() or [""]:
                     self.out.write(self._style("call", "  │ ") + line + "\n")
-        elif ev.type in ("check_added", "check_updated") and ev.check is not None and \
-                ev.check.status != "pending":
+        elif ev.type in ("check_added", "check_updated") and ev.check is not None:
             self._close_stream()
             c = ev.check
-            style = "pass" if c.status == "passed" else "fail"
-            self.out.write(self._style(style, f"{_STATUS_MARK.get(c.status, '?')} check {c.name}: ")
+            style = {"passed": "pass", "failed": "fail"}.get(c.status, "think")
+            what = "not established" if c.status == "pending" else c.status
+            self.out.write(self._style(style, f"{_STATUS_MARK.get(c.status, '?')} check {c.name} {what}: ")
                            + f"{c.evidence}\n")
 
     def _write_delta(self, node: Any, text: str) -> None:
@@ -103,6 +103,7 @@ def routing_summary(result: Any, top: int = 3) -> list[str]:
 
 def cmd_think(args: argparse.Namespace) -> int:
     from .agent import ThinkOptions, think, with_overrides
+    from .agent.verdict import summary
 
     flags = {"paths": args.paths, "tool_calls": args.max_tool_calls, "think_tokens": args.max_think_tokens,
              "temperature": args.temperature, "seed": args.seed}
@@ -127,11 +128,9 @@ def cmd_think(args: argparse.Namespace) -> int:
     if len(result.paths) > 1:
         for v in result.votes:
             out.write(f"vote: {v.answer!r} weight {v.weight:.2f} from paths {v.paths}\n")
-    verdict = [c for c in result.checks if c.status != "pending"]
-    passed = sum(c.status == "passed" for c in verdict)
     out.write(view._style("answer", f"answer: {result.answer}") + "\n")
-    out.write(f"end: {result.end_reason}; tool calls: {len(result.tool_calls)}; "
-              f"checks passed: {passed}/{len(verdict)}\n")
+    out.write(f"end: {result.end_reason}; tool calls: {len(result.tool_calls)}\n")
+    out.write(f"checks: {summary(result.trajectory).text}\n")
     for line in routing_summary(result):
         out.write(line + "\n")
     if args.export:

@@ -248,7 +248,11 @@ def test_to_notebook_structure() -> None:
     answers = cells_of(nb, "answer")
     assert [a.source for a in answers] == ["## Answer\n\nThe mean is 5.", "## Answer\n\nThe mean is 4.0."]
     checks = cells_of(nb, "checks")[0].source
-    assert "❌ failed" in checks and "✅ passed" in checks
+    assert "✗ failed" in checks and "✓ passed" in checks
+    # the verdict counts the retry's check (the rolled-back attempt's is superseded), claims no truth
+    assert "**1 of 1 check passed**" in checks and "verified" not in checks.lower()
+    assert nb.metadata["k2nb"]["checks"] == {"status": "passed", "text": "1 of 1 check passed",
+                                             "passed": ["grounded"], "failed": [], "pending": []}
     ids = [c.id for c in nb.cells]
     assert len(set(ids)) == len(ids) and ids == [c.id for c in build().to_notebook().cells]
     assert all("node" in c.metadata["k2nb"] for c in nb.cells if c.metadata["k2nb"]["kind"] != "checks")

@@ -98,6 +98,10 @@ def test_run_with_a_tool_call_in_the_user_namespace(ip, k2, tmp_path):
     result = res.result
     assert isinstance(result, K2Result) and ip.user_ns["_"] is result
     assert result.answer == "It is **42**." and result.end_reason == "answer"
+    # the repr counts what the checks established and names the one that could not run
+    tail = "1 tool call(s), 4 of 5 checks passed; not established: model's own verification)"
+    assert repr(result).endswith(tail)
+    assert result.verdict.status == "partial"
     assert "What is 6 times 7?" in backend.prompts[0]  # {var} filled
     assert ip.user_ns["k2_y"] == 42  # ran in the user's namespace
     # one real cell: own execution count after the %%k2think cell's, in IPython's history

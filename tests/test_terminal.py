@@ -60,3 +60,18 @@ def test_think_refuses_bad_options_in_one_line(capsys, flags, complaint):
     assert main(["think", "What is 2+2?", *flags]) == 2
     err = capsys.readouterr().err.strip()
     assert complaint in err and "\n" not in err and "Traceback" not in err
+
+
+def test_think_words_the_verdict_as_what_the_checks_established(capsys, monkeypatch):
+    """The closing lines count the checks and name the one that could not run; no "verified"."""
+    import k2nb.agent
+    from k2nb.cli import main
+
+    real = k2nb.agent.think
+    backend = ScriptedBackend([Turn("Multiply.", [_py("print(348 * 27)")]), Turn("", answer="It is 9396.")])
+    monkeypatch.setattr(k2nb.agent, "think", lambda *a, **kw: real(*a, **{**kw, "backend": backend}))
+    assert main(["think", "Compute 348 times 27"]) == 0
+    out = capsys.readouterr().out
+    assert "… check model's own verification not established: the model ran no verification step" in out
+    assert "checks: 4 of 5 checks passed; not established: model's own verification\n" in out
+    assert "verified" not in out.lower()

@@ -210,9 +210,45 @@ def test_verdict_supersedes_checks_of_rolled_back_attempts(run):
     t2 = Trajectory("q")
     assert verdict(t2) == "none"
     c = t2.add_check("grounded", "pending")
-    assert verdict(t2) == "pending"
+    assert verdict(t2) == "inconclusive"
     t2.update_check(c, "failed", "no source for 41.5")
     assert verdict(t2) == "failed"
+
+
+def test_the_verdict_counts_and_names_and_never_says_verified() -> None:
+    from k2nb.agent.verdict import NOTHING_ESTABLISHED, summary
+
+    t = Trajectory("q")
+    assert summary(t).text == "no checks ran"
+    a = t.add_check("question numbers used", "pending", "no call succeeded")
+    b = t.add_check("model's own verification", "pending", "the model ran no verification step")
+    expected = f"{NOTHING_ESTABLISHED}; not established: question numbers used, model's own verification"
+    assert (summary(t).status, summary(t).text) == ("inconclusive", expected)
+    t.update_check(a, "passed")
+    assert (summary(t).status, summary(t).text) == (
+        "partial", "1 of 2 checks passed; not established: model's own verification")
+    t.update_check(b, "passed")
+    assert (summary(t).status, summary(t).text) == ("passed", "2 of 2 checks passed")
+    t.add_check("numbers sourced", "failed", "2 in `348 + 2 * 27` …")
+    assert (summary(t).status, summary(t).text) == ("failed", "2 of 3 checks passed; failed: numbers sourced")
+    one = Trajectory("q")
+    one.add_check("valid arguments", "passed")
+    assert summary(one).text == "1 of 1 check passed"
+
+
+def test_the_verdict_counts_the_chosen_path_and_the_run() -> None:
+    """Two paths: the one not chosen is shown in the panel but not counted; the run's own check is."""
+    t = Trajectory("q")
+    p1, p2 = t.add("path"), t.add("path")
+    t.add_check("grounded", "passed", "", t.add("answer", p1), "grounded")
+    t.add_check("model's own verification", "failed", "printed False", t.add("answer", p2), "self_verify")
+    t.add_check("paths agree", "failed", "1 of 2 paths answer '7'", t.root, "agreement")
+    assert verdict(t) == "failed" and not any(r["other_path"] for r in check_rows(t))
+    t.meta["chosen_path"] = p1.id
+    assert [r["other_path"] for r in check_rows(t)] == [False, True, False]
+    from k2nb.agent.verdict import summary
+
+    assert summary(t).text == "1 of 2 checks passed; failed: paths agree"
 
 
 def test_panel_live_and_html_fallback(run):
@@ -220,14 +256,17 @@ def test_panel_live_and_html_fallback(run):
 
     t = Trajectory("q")
     p = VerificationPanel(t, throttle_s=0.0)
-    assert p.verdict == "none" and p.checks == []
-    c = t.add_check("grounded", "pending", node=t.root)
-    assert p.verdict == "pending" and p.checks[0]["node"] == t.root.id
+    assert p.verdict == "none" and p.checks == [] and p.headline == "no checks ran"
+    c = t.add_check("grounded", "pending", "no tool result yet", node=t.root)
+    assert p.verdict == "inconclusive" and p.checks[0]["node"] == t.root.id
+    assert (p.headline, p.detail) == ("checks could not establish anything", "not established: grounded")
     t.update_check(c, "passed", "38.27 came from a tool result")
     assert p.verdict == "passed" and p.checks[0]["evidence"].startswith("38.27")
+    assert (p.headline, p.detail) == ("1 of 1 check passed", "")
     data, _ = VerificationPanel(run.trajectory)._repr_mimebundle_()
     html = data["text/html"]
-    assert WIDGET_VIEW in data and "<table>" in html and "superseded" in html and "verified" in html
+    assert WIDGET_VIEW in data and "<table>" in html and "superseded" in html
+    assert "checks passed" in html and "verified" not in html.lower()
 
 
 # ---- static fallbacks -----------------------------------------------------------------------

@@ -142,7 +142,8 @@ def test_widgets_render_and_link_in_jupyterlab(lab):
             want = {"thinking", "tool_call", "observation", "verification", "answer", "attempt", "path"}
             assert want <= kinds
             assert page.locator(".k2nb-dashboard .k2nb-vp").get_attribute("data-verdict") == "passed"
-            assert "Verified" in page.locator(".k2nb-dashboard .k2nb-vp-verdict").inner_text()
+            badge = page.locator(".k2nb-dashboard .k2nb-vp-verdict").inner_text()
+            assert "4 of 4 checks passed" in badge and "verified" not in badge.lower()
 
             drawn = heatmap_pixels(page)
             assert drawn["w"] > 300 and drawn["h"] > 60 and drawn["colours"] > 20, drawn

@@ -15,10 +15,12 @@ from typing import TYPE_CHECKING, Any
 import nbformat
 from nbformat import v4
 
+from k2nb.agent.verdict import summary
+
 if TYPE_CHECKING:
     from k2nb.agent.trajectory import Node, Trajectory
 
-_STATUS_MARK = {"passed": "✅ passed", "failed": "❌ failed", "pending": "⏳ pending"}
+_STATUS_MARK = {"passed": "✓ passed", "failed": "✗ failed", "pending": "… not established"}
 
 
 def _fence(text: str, lang: str = "") -> str:
@@ -117,7 +119,9 @@ def _call_cells(t: Trajectory, node: Node) -> list[Any]:
 
 
 def _checks_cell(t: Trajectory) -> Any:
-    rows = ["## Checks", "", "| check | status | evidence | node |", "|---|---|---|---|"]
+    v = summary(t)
+    rows = ["## Checks", "", f"**{v.headline}**" + (f" ({v.detail})" if v.detail else ""), "",
+            "| check | status | evidence | node |", "|---|---|---|---|"]
     for c in t.checks:
         evidence = c.evidence.replace("|", "\\|").replace("\n", " ")
         rows.append(f"| {c.name} | {_STATUS_MARK.get(c.status, c.status)} | {evidence} | {c.node or ''} |")
@@ -175,6 +179,7 @@ def trajectory_to_notebook(t: Trajectory) -> Any:
             "k2nb": {
                 "question": t.question,
                 "answer": answer,
+                "checks": summary(t).to_dict(),
                 "meta": json.loads(json.dumps(t.meta, default=repr)),
             },
         },

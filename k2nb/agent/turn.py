@@ -18,6 +18,7 @@ from k2nb.agent.executor import Executor, LocalExecutor
 from k2nb.agent.loop import PathRun, attach_read_routing
 from k2nb.agent.options import ThinkOptions, with_overrides
 from k2nb.agent.trajectory import Check, Node, Observer, Trajectory
+from k2nb.agent.verdict import Summary, summary
 from k2nb.backends.base import Backend, Prompt
 from k2nb.routing import Routing
 
@@ -84,13 +85,20 @@ class ThinkResult:
                 )
         return out
 
+    @property
+    def verdict(self) -> Summary:
+        """What the checks established (`k2nb.agent.verdict`): "4 of 4 checks passed", what failed,
+        or "checks could not establish anything"; never a claim that the answer is true."""
+        return summary(self.trajectory)
+
     def to_dict(self) -> dict[str, Any]:
-        """The `--json` shape: answer, end_reason, tool_calls, checks, votes, trajectory."""
+        """The `--json` shape: answer, end_reason, tool_calls, checks, verdict, votes, trajectory."""
         return {
             "answer": self.answer,
             "end_reason": self.end_reason,
             "tool_calls": self.tool_calls,
             "checks": [c.to_dict() for c in self.checks],
+            "verdict": self.verdict.to_dict(),
             "votes": [
                 {"answer": v.answer, "key": v.key, "weight": v.weight, "paths": v.paths} for v in self.votes
             ],

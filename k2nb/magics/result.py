@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from k2nb.agent.trajectory import Trajectory
+from k2nb.agent.verdict import Summary, summary
 from k2nb.routing import Routing
 
 
@@ -124,14 +125,18 @@ class K2Result:
             return self.summary()
         return Dashboard(self.trajectory, self.full_routing(), self.tokenizer, live=False)
 
+    @property
+    def verdict(self) -> Summary:
+        """What the run's checks established (`k2nb.agent.verdict`): `.text` is e.g. "4 of 4 checks
+        passed" or "checks could not establish anything"; it never says the answer is true."""
+        return summary(self.trajectory)
+
     def summary(self) -> str:
-        checks = self.checks
-        passed = sum(c.status == "passed" for c in checks)
         ans = self.answer
         ans_s = "None" if ans is None else repr(ans if len(ans) <= 60 else ans[:57] + "...")
         return (
             f"K2Result(answer={ans_s}, end_reason={self.end_reason!r}, "
-            f"{len(self.tool_calls)} tool call(s), {passed}/{len(checks)} checks passed)"
+            f"{len(self.tool_calls)} tool call(s), {self.verdict.text})"
         )
 
     def __repr__(self) -> str:

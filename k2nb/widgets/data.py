@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
+from k2nb.agent.verdict import other_path_nodes, summary, superseded_nodes
 from k2nb.routing import UNTRACED_TOKEN, balance
 
 if TYPE_CHECKING:
@@ -242,16 +243,6 @@ def subtree_spans(trajectory: Trajectory) -> dict[str, tuple[int, int] | None]:
     return out
 
 
-def superseded_nodes(trajectory: Trajectory) -> set[str]:
-    """Nodes inside a rolled-back attempt (or any rolled-back node): their checks no longer decide
-    the run's verdict, the retry's do."""
-    out: set[str] = set()
-    for node in trajectory.walk():
-        if node.status == "rolled_back" or (node.parent is not None and node.parent in out):
-            out.add(node.id)
-    return out
-
-
 def _short(text: str, limit: int) -> str:
     text = text.strip()
     return text if len(text) <= limit else text[: limit - 1] + "…"
@@ -314,17 +305,12 @@ def tree_rows(trajectory: Trajectory, text_limit: int = 400) -> list[dict[str, A
 # ---------------------------------------------------------------------------------------------
 # checks and verdict
 
-VERDICT_TEXT = {
-    "passed": "verified",
-    "failed": "failed",
-    "pending": "pending",
-    "none": "no checks",
-}
-
 
 def check_rows(trajectory: Trajectory) -> list[dict[str, Any]]:
-    """Every check with its node's kind and label; `superseded` when its node was rolled back."""
+    """Every check with its node's kind and label; `superseded` when its node was rolled back,
+    `other_path` when it belongs to a path the run did not choose (neither counts in the verdict)."""
     gone = superseded_nodes(trajectory)
+    others = other_path_nodes(trajectory)
     rows = []
     for c in trajectory.checks:
         node = trajectory.nodes.get(c.node) if c.node else None
@@ -339,25 +325,17 @@ def check_rows(trajectory: Trajectory) -> list[dict[str, Any]]:
                 "node_kind": node.kind if node is not None else None,
                 "node_label": node_label(node) if node is not None else "",
                 "superseded": bool(c.node in gone),
+                "other_path": bool(c.node in others),
             }
         )
     return rows
 
 
 def verdict(trajectory: Trajectory) -> str:
-    """Overall: "failed" if a current check failed, else "pending" if one is pending, else
-    "passed" if any passed; "none" without checks. Checks of rolled-back attempts are ignored
-    unless nothing else exists (a run whose every attempt was rolled back failed)."""
-    rows = check_rows(trajectory)
-    if not rows:
-        return "none"
-    current = [r for r in rows if not r["superseded"]] or rows
-    statuses = {r["status"] for r in current}
-    if "failed" in statuses:
-        return "failed"
-    if "pending" in statuses:
-        return "pending"
-    return "passed"
+    """The run's verdict status (`k2nb.agent.verdict`): "passed" (every counted check passed),
+    "partial" (the rest are pending), "failed", "inconclusive" (every check pending: nothing was
+    established) or "none" (no checks)."""
+    return summary(trajectory).status
 
 
 # ---------------------------------------------------------------------------------------------

@@ -133,7 +133,7 @@ class _Writer:
 
 
 def _chosen_path(w: _Writer, seed: int, repeat_thinking: int) -> tuple[Node, Node]:
-    """A rolled-back attempt (ungrounded answer) and a verified one; the path and its answer."""
+    """A rolled-back attempt (ungrounded answer) and one whose checks pass; the path and its answer."""
     t = w.t
     think = " ".join(["I should look at the data before answering, not guess."] * repeat_thinking)
     path = t.add("path", None, "", {"seed": seed})

@@ -14,18 +14,17 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from k2nb.agent.verdict import summary
 from k2nb.widgets.data import (
     CHANNEL_COLORS,
     CHANNEL_LABELS,
     CHANNELS,
     KIND_COLORS,
-    VERDICT_TEXT,
     check_rows,
     node_label,
     selection_stats,
     superseded_nodes,
     token_channels,
-    verdict,
 )
 
 if TYPE_CHECKING:
@@ -40,7 +39,7 @@ Span = int | tuple[int, int] | None
 
 STATUS_GLYPH = {"running": "…", "done": "✓", "failed": "✗", "cancelled": "⊘", "rolled_back": "↺"}
 CHECK_GLYPH = {"passed": "✓", "failed": "✗", "pending": "…"}
-CHECK_COLORS = {"passed": "#3ea64f", "failed": "#d6453d", "pending": "#e0912f", "none": "#8c96a3"}
+CHECK_COLORS = {"passed": "#4a8a8e", "failed": "#d6453d", "pending": "#e0912f", "none": "#8c96a3"}
 
 
 def _figure(width: float, height: float, layout: str | None = "constrained") -> Figure:
@@ -192,16 +191,14 @@ def trajectory_tree(trajectory: Trajectory, *, max_rows: int = 60, title: str | 
     rows = rows[:max_rows]
     gone = superseded_nodes(trajectory)
     checks = check_rows(trajectory)
-    v = verdict(trajectory)
     n_lines = len(rows) + (1 if hidden else 0)
     fig = _figure(9.0, 0.6 + 0.24 * (n_lines + 1), layout=None)
     ax = fig.add_axes((0, 0, 1, 1))
     ax.set_axis_off()
     ax.set_xlim(0, 100)
     ax.set_ylim(n_lines + 1.2, -0.2)
-    n_pass = sum(c["status"] == "passed" for c in checks)
-    head = title or (f"Reasoning tree · {len(trajectory.nodes)} nodes · {len(checks)} checks "
-                     f"({n_pass} passed) · verdict: {VERDICT_TEXT[v]}")
+    head = title or (f"Reasoning tree · {len(trajectory.nodes)} nodes · {len(checks)} checks · "
+                     f"{summary(trajectory).headline}")
     ax.text(1, 0.4, head, fontsize=10, fontweight="bold", va="center")
     for i, (d, node) in enumerate(rows):
         y = i + 1.4

@@ -1,11 +1,9 @@
 // VerificationPanel view: the verdict, then one card per check (status, name, evidence, node).
+// The verdict's words come from Python (k2nb.agent.verdict): "4 of 4 checks passed", what failed,
+// what could not be established. It says what the checks found, never that the answer is true.
 
-const VERDICT = {
-  passed: ["✓", "Verified", "every current check passed"],
-  failed: ["✗", "Failed", "a check failed"],
-  pending: ["…", "Pending", "checks are still running"],
-  none: ["–", "No checks", "this run recorded no checks"],
-};
+const VERDICT_ICON = { passed: "✓", partial: "✓", failed: "✗", inconclusive: "…", none: "–" };
+const WHY = "what these checks established about the run; passing them does not prove the answer right";
 const ICON = { passed: "✓", failed: "✗", pending: "…" };
 
 function h(tag, cls, text) {
@@ -23,17 +21,15 @@ function render({ model, el }) {
     root.textContent = "";
     const checks = model.get("checks") || [];
     const v = model.get("verdict") || "none";
-    const [icon, word, why] = VERDICT[v] || VERDICT.none;
     const head = h("div", "k2nb-vp-head");
     head.appendChild(h("span", "k2nb-vp-title", model.get("title")));
     const badge = h("span", `k2nb-vp-verdict k2nb-v-${v}`);
-    badge.append(h("span", "k2nb-vp-icon", icon), h("span", "", word));
-    badge.title = why;
+    badge.append(h("span", "k2nb-vp-icon", VERDICT_ICON[v] || "–"), h("span", "", model.get("headline")));
+    badge.title = WHY;
     head.appendChild(badge);
-    const current = checks.filter((c) => !c.superseded);
-    const passed = current.filter((c) => c.status === "passed").length;
-    head.appendChild(h("span", "k2nb-vp-count", checks.length ? `${passed} of ${current.length} passed` : ""));
     root.appendChild(head);
+    const detail = model.get("detail");
+    if (detail) root.appendChild(h("div", "k2nb-vp-detail", detail));
     root.dataset.verdict = v;
 
     const answer = model.get("answer");
@@ -48,7 +44,7 @@ function render({ model, el }) {
     const sel = model.get("selected_node");
     for (const c of checks) {
       const card = h("div", `k2nb-vp-check k2nb-c-${c.status}`);
-      if (c.superseded) card.classList.add("superseded");
+      if (c.superseded || c.other_path) card.classList.add("superseded");
       if (c.node && c.node === sel) card.classList.add("sel");
       card.dataset.check = c.id;
       const top = h("div", "k2nb-vp-check-head");
@@ -56,6 +52,7 @@ function render({ model, el }) {
       top.append(h("span", "k2nb-vp-name", c.name));
       if (c.kind && c.kind !== c.name) top.append(h("span", "k2nb-vp-kind", c.kind));
       if (c.superseded) top.append(h("span", "k2nb-vp-tag", "superseded by a retry"));
+      else if (c.other_path) top.append(h("span", "k2nb-vp-tag", "a path not chosen"));
       if (c.node) {
         const link = h("button", "k2nb-vp-node", `${c.node}${c.node_kind ? " · " + c.node_kind.replace("_", " ") : ""}`);
         link.title = c.node_label || "";
@@ -77,9 +74,10 @@ function render({ model, el }) {
     model.set("selected_node", b.dataset.node);
     model.save_changes();
   });
-  for (const k of ["checks", "verdict", "answer", "selected_node"]) model.on(`change:${k}`, draw);
+  const TRAITS = ["checks", "verdict", "headline", "detail", "answer", "selected_node"];
+  for (const k of TRAITS) model.on(`change:${k}`, draw);
   draw();
-  return () => { for (const k of ["checks", "verdict", "answer", "selected_node"]) model.off(`change:${k}`, draw); };
+  return () => { for (const k of TRAITS) model.off(`change:${k}`, draw); };
 }
 
 export default { render };
