@@ -93,7 +93,9 @@ def test_greedy_token_ids_through_completions_equal_the_engine(vllm, nano):
 def test_k2model_connect_lists_what_the_server_serves(vllm, ip, k2, capsys):
     ip.run_line_magic("k2model", f"connect {vllm.url}")
     shown = capsys.readouterr().out
-    assert SERVED_NAME in shown and "vllm" in shown and "2048" in shown
+    assert f"{SERVED_NAME} at {vllm.url}/v1, served by vllm, context 2,048 tokens" in shown
+    assert "tool calls: yes" in shown and "reasoning:  separated by the server" in shown
+    assert "routing:    not reported" in shown  # vLLM reports routing only on a GPU
     ip.run_line_magic("k2model", "disconnect")
 
 

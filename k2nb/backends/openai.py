@@ -105,6 +105,7 @@ class OpenAIBackend(BackendBase):
         self.read: Routing | None = None
         self.last_routing: Routing | None = None  # routing of the tokens the last stream generated
         self.last_usage: dict[str, Any] | None = None
+        self.tokens_used = {"prompt_tokens": 0, "completion_tokens": 0}  # over every request it sent
         self._seen = 0  # tokens of the conversation an earlier request already reported routing for
         self._client_obj: Any = None
         self._client_key: str | None = None
@@ -252,6 +253,9 @@ class OpenAIBackend(BackendBase):
         self.read = self.last_routing = None
         usage = last.get("usage") if isinstance(last.get("usage"), dict) else None
         self.last_usage = usage
+        for key in self.tokens_used:
+            n = (usage or {}).get(key)
+            self.tokens_used[key] += n if isinstance(n, int) and n > 0 else 0
         try:
             if last.get("prompt_routed_experts") is not None or _vllm_choice_routing(last):
                 prompt, gen = routing_from_vllm(last)
