@@ -17,7 +17,7 @@ family a run looked like, ``experts`` the expert-specialisation summary of the `
 ``k2nb.nano.cli``. Heavy imports (torch, the agent) happen inside functions.
 """
 
-from k2nb.nano.eval.confusion import confusion, family_of_code, looked_like
+from k2nb.nano.eval.confusion import confusion_table, family_of_code, looked_like
 from k2nb.nano.eval.experts import TOKEN_CLASSES, TOOL_MARKERS, RoutingTally, classify_token
 from k2nb.nano.eval.injection import FailFirstCall, first_loaded_name
 from k2nb.nano.eval.metrics import (
@@ -67,9 +67,9 @@ __all__ = [
     "ABSTENTION", "CONDITIONS", "DEFAULT_CONDITIONS", "DEFAULT_LIMIT", "DEFAULT_PATHS", "MAX_TARGETS",
     "PARAPHRASE_FILE", "SCALING_TEMPERATURE", "SPLIT_TARGETS", "TARGETS", "TOKEN_CLASSES", "TOLERANCE",
     "TOOL_MARKERS", "CallView", "EvalProblem", "FailFirstCall", "Question", "QuestionFileError",
-    "RoutingTally", "RunRecord", "chosen_calls", "classify_token", "confusion", "eval_budgets", "evaluate",
-    "family_of_code", "first_loaded_name", "format_report", "is_abstention", "is_confident_wrong",
-    "is_correct", "load_questions", "looked_like", "lookup_price", "paraphrase_problems", "plot_scaling",
-    "record_of", "reference_value", "run_problem", "summarise", "verification_rule", "vote_prefix",
-    "write_report",
+    "RoutingTally", "RunRecord", "chosen_calls", "classify_token", "confusion_table", "eval_budgets",
+    "evaluate", "family_of_code", "first_loaded_name", "format_report", "is_abstention",
+    "is_confident_wrong", "is_correct", "load_questions", "looked_like", "lookup_price",
+    "paraphrase_problems", "plot_scaling", "record_of", "reference_value", "run_problem", "summarise",
+    "verification_rule", "vote_prefix", "write_report",
 ]

@@ -76,7 +76,7 @@ def looked_like(calls: Sequence[CallView], abstained: bool, setup: str = "") -> 
     return family_of_code(first.code or "", setup_names(setup))
 
 
-def confusion(records: Iterable[RunRecord]) -> dict[str, dict[str, int]]:
+def confusion_table(records: Iterable[RunRecord]) -> dict[str, dict[str, int]]:
     """Expected family (``unanswerable`` for questions without an answer) → looked-like family → runs."""
     table: dict[str, dict[str, int]] = {}
     for r in records:

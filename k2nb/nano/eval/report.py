@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from k2nb.nano.eval.confusion import confusion
+from k2nb.nano.eval.confusion import confusion_table
 from k2nb.nano.eval.metrics import ABSTENTION, CONDITIONS, TOLERANCE, VERIFICATION_RULES, RunRecord
 
 if TYPE_CHECKING:
@@ -90,7 +90,7 @@ def summarise(records: Sequence[RunRecord], tally: RoutingTally, settings: dict[
         "wall_s_by_condition": {c: round(w, 1) for c, w in walls.items()},
         "definitions": dict(DEFINITIONS),
         **_answers(everything["tools"]),
-        "family_confusion": confusion(everything["tools"]),
+        "family_confusion": confusion_table(everything["tools"]),
         "conditions_run": [c for c in CONDITIONS if everything[c]],
     }
     report["targets"] = _targets(report)
