@@ -140,3 +140,18 @@ def test_a_kernel_installed_for_a_served_model(server, ip, k2, monkeypatch, tmp_
     assert res.error_in_exec is None and res.result.answer == "The mean is 4.0."
     assert KEY not in json.dumps(res.result.trajectory.to_dict()) and KEY not in k2.model_info()
     assert f"{MODEL} at {s.url}/v1" in k2.model_info()
+
+
+def test_token_ids_and_positions_from_vllm_chunks(server) -> None:
+    from k2nb.backends.base import Prompt
+
+    first = chunk({"role": "assistant", "content": ""})
+    first["prompt_token_ids"] = list(range(30))
+    s = server(SSE([first, *recorded_vllm_second_turn()[1:]]))
+    stream = OpenAIBackend(s.url, MODEL).stream(Prompt([{"role": "user", "content": "hi"}]),
+                                               GenerationOptions(max_new_tokens=64))
+    chunks = list(stream)
+    stream.close()
+    ids = [(c.token_id, c.position) for c in chunks if c.token_id is not None]
+    assert ids == [(5, 30), (400, 31), (465, 32), (305, 33), (6, 34), (7, 35), (282, 36), (8, 37)]
+    assert chunks[2].events == [ThinkingDelta(" with the ratio 682 / 803.")] and chunks[3].events == []

@@ -4,7 +4,8 @@ A backend streams one assistant turn for a conversation as `StreamChunk`s: the e
 (`k2nb.events`) that a generated token completed, with the token's id, position and routing when the
 backend has them. Everything else a backend may offer is written into `Backend` with a default in
 `BackendBase`: a prefill of a prompt that parallel paths share, the routing of the prompt tokens it
-read, and a fork for a parallel path. The agent loop knows backends only through this module.
+read, how much of the model's context a prompt takes, and a fork for a parallel path. The agent
+loop knows backends only through this module.
 """
 
 from __future__ import annotations
@@ -96,6 +97,17 @@ class Backend(Protocol):
         """The routing of the prompt tokens the last `stream` or `prefill` read (None if unknown)."""
         ...
 
+    def generated_routing(self) -> Routing | None:
+        """The routing of the tokens the last `stream` generated, where the backend reports it only
+        when the turn ends (a server); None where it comes with each chunk, or not at all."""
+        ...
+
+    def context(self, prompt: Prompt) -> tuple[int, int] | None:
+        """(tokens `prompt` takes, tokens the model's context holds), or None where the backend
+        cannot tell (a served model: the server's error then ends the run). The loop reads it before
+        each step, to answer while there is room."""
+        ...
+
     def fork(self) -> Backend:
         """A backend for a parallel path, sharing what was computed so far."""
         ...
@@ -103,7 +115,7 @@ class Backend(Protocol):
 
 class BackendBase:
     """Defaults for what a backend need not offer: no shared prefill, no routing of what it read
-    (a subclass that has it sets `read` after each stream)."""
+    (a subclass that has it sets `read` after each stream), no measure of the context."""
 
     read: Routing | None = None
 
@@ -112,3 +124,9 @@ class BackendBase:
 
     def read_routing(self) -> Routing | None:
         return self.read
+
+    def generated_routing(self) -> Routing | None:
+        return None
+
+    def context(self, prompt: Prompt) -> tuple[int, int] | None:
+        return None

@@ -32,6 +32,8 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import urlparse
 
+import numpy as np
+
 from k2nb.backends.base import BackendBase, GenerationOptions, Prompt, StreamChunk, TurnStream
 from k2nb.backends.served import DeltaMapper, find_field, routing_from_sglang, routing_from_vllm
 from k2nb.engine.errors import K2nbError
@@ -240,6 +242,9 @@ class OpenAIBackend(BackendBase):
         turn = _ServedTurn(self, prompt, options, cancel)
         return TurnStream(turn.chunks(), turn.finish)
 
+    def generated_routing(self) -> Routing | None:
+        return self.last_routing
+
     def fork(self) -> OpenAIBackend:
         other = OpenAIBackend.__new__(OpenAIBackend)
         other.__dict__.update(self.__dict__)  # the client is shared: the server keeps no state per path
@@ -247,9 +252,10 @@ class OpenAIBackend(BackendBase):
         return other
 
     # ---- routing ------------------------------------------------------------------------------
-    def _take_routing(self, last: Mapping[str, Any]) -> None:
+    def _take_routing(self, last: Mapping[str, Any], generated: Sequence[int] = ()) -> None:
         """Keep what the last request reported: the prompt tokens not reported before as `read`, the
-        generated ones as `last_routing`. A malformed report is dropped (routing is a view)."""
+        generated ones as `last_routing` (with their ids, when the stream carried them). A malformed
+        report is dropped (routing is a view)."""
         self.read = self.last_routing = None
         usage = last.get("usage") if isinstance(last.get("usage"), dict) else None
         self.last_usage = usage
@@ -269,6 +275,8 @@ class OpenAIBackend(BackendBase):
         start = self._seen if n_prompt >= self._seen else 0  # shorter: a rollback dropped messages
         if prompt is not None and start < len(prompt):
             self.read = prompt.slice(start, len(prompt))
+        if gen is not None and len(generated) == len(gen):
+            gen.tokens = np.asarray(generated, dtype=np.int64)
         self.last_routing = gen
         if n_prompt:
             generated = len(gen) if gen is not None else int((usage or {}).get("completion_tokens") or 0)
@@ -347,6 +355,8 @@ class _ServedTurn:
         self.failed = False
         self.n_chunks = 0
         self.stream: Any = None
+        self.n_prompt: int | None = None  # from vLLM's `prompt_token_ids` (return_token_ids)
+        self.generated: list[int] = []  # the token ids the server reported, in order
 
     def chunks(self) -> Iterator[StreamChunk]:
         try:
@@ -357,7 +367,7 @@ class _ServedTurn:
         finally:
             if self.stream is not None:
                 self.stream.close()  # closes the HTTP response: the server stops generating
-            self.b._take_routing(self.mapper.last)
+            self.b._take_routing(self.mapper.last, self.generated)
 
     def _chunks(self) -> Iterator[StreamChunk]:
         try:
@@ -390,9 +400,17 @@ class _ServedTurn:
             except Exception as exc:  # noqa: BLE001
                 raise self._fault(exc, streaming=True) from None
             self.n_chunks += 1
-            events = self.mapper.feed(_as_dict(raw))
-            if events:
-                yield StreamChunk(events)
+            data = _as_dict(raw)
+            events = self.mapper.feed(data)
+            ids = self._token_ids(data)
+            if not ids:
+                if events:
+                    yield StreamChunk(events)
+                continue
+            for k, token in enumerate(ids):  # the chunk's events go with its first token
+                position = self.n_prompt + len(self.generated) if self.n_prompt is not None else None
+                self.generated.append(token)
+                yield StreamChunk(events if k == 0 else [], token_id=token, position=position)
         if self.mapper.finish_reason is None:
             raise ServerError(
                 _redact(
@@ -400,6 +418,19 @@ class _ServedTurn:
                     "reason (the connection was cut mid-turn)"
                 )
             )
+
+    def _token_ids(self, data: Mapping[str, Any]) -> list[int]:
+        """The generated token ids a vLLM chunk carries (`return_token_ids`); the first chunk also
+        has the prompt's, whose count places the generated tokens."""
+        prompt = data.get("prompt_token_ids")
+        if self.n_prompt is None and isinstance(prompt, list):
+            self.n_prompt = len(prompt)
+        choices = data.get("choices")
+        ids = choices[0].get("token_ids") if isinstance(choices, list) and choices and isinstance(
+            choices[0], dict) else None
+        if not isinstance(ids, list) or not all(isinstance(i, int) and i >= 0 for i in ids):
+            return []
+        return ids
 
     def finish(self) -> list[Event]:
         if self.failed:  # what a broken stream left half-sent is not completed
