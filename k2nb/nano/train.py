@@ -453,10 +453,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Train k2-nano (k2nb's embedded model) on 2 CPU cores.")
     add_train_args(parser)  # --out, --steps, --seed, --no-resume, --init, --lr, --warmup-steps
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2,
+                        help="torch CPU threads (1 is faster when other jobs share the cores: no barrier waits)")
     parser.add_argument("--bench", action="store_true", help="time the steps; write no model folder")
     args = parser.parse_args(argv)
     summary = train_nano(args.out, args.steps, args.seed, batch_size=args.batch_size,
-                         resume=not args.no_resume, write_final=not args.bench, **continue_overrides(args))
+                         resume=not args.no_resume, write_final=not args.bench, threads=args.threads,
+                         **continue_overrides(args))
     print(json.dumps(summary, indent=2))
 
 

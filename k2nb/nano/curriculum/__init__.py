@@ -13,12 +13,19 @@ multi-turn follow-ups ("What if it were 45 instead of 37?") and rollbacks (``var
 messages that contain a deliberate mistake are listed in ``Problem.no_loss`` so that training never
 teaches the mistake itself. ``answers`` matches a model's answer against the computed one.
 
-Modules: spec (the table vocabulary), slots (samplers), families/ (the nine tables), generator,
+Questions in people's own words come from a grammar (``grammar``: roles → clause choices with
+synonyms, shuffled clause orders, question / imperative / statement forms, distractor clauses,
+numbers written as ``1,250``) in the ``words`` and ``tables`` families; ``abstain`` teaches saying
+"I can't tell what to compute from this question." when a number is missing. Training draws
+families by ``TRAIN_MIX``; the held-out split draws the nine template families only.
+
+Modules: spec (the table vocabulary), slots (samplers), grammar, families/ (the tables), generator,
 phrasing, split, python_tool, conversation, render, recoveries, variants, problems, answers.
 """
 
 from k2nb.nano.curriculum.answers import ABS_TOL, REL_TOL, answer_matches, extract_answer
-from k2nb.nano.curriculum.families import FAMILIES, HELDOUT_COMBOS, roles_of
+from k2nb.nano.curriculum.families import ALL_FAMILIES, FAMILIES, HELDOUT_COMBOS, TRAIN_MIX, roles_of
+from k2nb.nano.curriculum.families.abstain import ABSTAIN
 from k2nb.nano.curriculum.problems import eval_problems, generate, heldout_problems, make_problem
 from k2nb.nano.curriculum.python_tool import AGENT_PYTHON_TOOL, PYTHON_TOOL, TOOL_SETS, TOOLS, run_python
 from k2nb.nano.curriculum.render import SYSTEM_PROMPTS, given_line
@@ -27,7 +34,7 @@ from k2nb.nano.curriculum.spec import CurriculumError, Problem, Recipe, Step
 from k2nb.nano.curriculum.variants import RETRY_SAYS, ROLLBACK_MESSAGE, SELF_VERIFY_CHECK, USED_CHECK
 
 __all__ = [
-    "ABS_TOL", "AGENT_PYTHON_TOOL", "FAMILIES", "HELDOUT_COMBOS", "ITEMS", "NAMES", "PYTHON_TOOL", "REL_TOL",
+    "ABSTAIN", "ABS_TOL", "AGENT_PYTHON_TOOL", "ALL_FAMILIES", "FAMILIES", "TRAIN_MIX", "HELDOUT_COMBOS", "ITEMS", "NAMES", "PYTHON_TOOL", "REL_TOL",
     "RETRY_SAYS", "ROLLBACK_MESSAGE", "SELF_VERIFY_CHECK", "SYSTEM_PROMPTS", "TOOLS", "TOOL_SETS",
     "USED_CHECK", "WORDS", "CurriculumError", "Problem", "Recipe", "Step", "answer_matches", "eval_problems",
     "extract_answer", "generate", "given_line", "heldout_problems", "make_problem", "roles_of", "run_python",

@@ -210,7 +210,8 @@ def list_setup(rng: random.Random, v: dict[str, Any], split: str) -> dict[str, A
     return {"var": var, "ref": ref, "xs": int_list(4, 9, 1, rng.choice([20, 99, 500]))(rng, v, split)}
 
 
-INSPECT_LIST = Step("{var} is in the namespace. Look at it first.", "print(len({var}), {var}[:5])", "inspect")
+# the whole list (at most 9 numbers): a slice would put a number in the code that nobody gave
+INSPECT_LIST = Step("{var} is in the namespace. Look at it first.", "print(len({var}), {var})", "inspect")
 
 
 def list_kind(name: str, grammar: Grammar, op: str, steps: tuple[Step, ...],

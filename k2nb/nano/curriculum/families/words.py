@@ -422,8 +422,9 @@ def conversion(src: str, dst: str, factor: str, says: str, op: str) -> Kind:
     forms = CONVERT_WHOLE + (["{name} waited {a} {src}. How many {dst} is that?"] if src in TIME_UNITS else [])
     grammar = Grammar(f"{says}, so {verb}", whole=[(t, "") for t in forms], numbers=("a",))
     expr = f"{{a}} {op} {factor}"
-    check = (f"print(round({{out}} / {factor}, 2) == {{a}})" if op == "*"
-             else f"print(abs({{out}} * {factor} - {{a}}) < {factor} / 100)")
+    f = f"({factor})" if " " in factor else factor  # 24 * 60 undone as one number
+    check = (f"print(round({{out}} / {f}, 2) == {{a}})" if op == "*"
+             else f"print(abs({{out}} * {f} - {{a}}) < {f} / 100)")
     lo, hi = (2, 500) if op == "*" else (30, 20000)
     return Kind(f"{src}-{dst}", tag=("convert", src, dst), grammar=grammar, key=("a",), numeric=("a",),
                 slots=(("a", ints(lo, hi)),), after=(("src", derived(lambda v: src)), ("dst", derived(lambda v: dst))),
