@@ -157,16 +157,23 @@ def _quant_plan(folder: Path, files: dict[str, Path], expected: dict[str, tuple[
             if inp % qc.group_size:
                 raise ConfigError(f"{folder / 'config.json'}: quantization_config group_size "
                                   f"{qc.group_size} does not divide the {inp} input columns of {m}")
-    stacks: dict[str, set[bool]] = {}  # a layer's experts → packed or not, over all their linears
+    stacks: dict[str, dict[bool, str]] = {}  # a layer's experts → packed or not → one such linear
     for m in linears:
         target = names.to_model(m + ".weight")
         if isinstance(target, names.ExpertPart):
-            stacks.setdefault(target.stack.rpartition(".")[0], set()).add(m in plan)
+            stacks.setdefault(target.stack.rpartition(".")[0], {}).setdefault(m in plan, m)
     for stack, kinds in stacks.items():
-        if len(kinds) > 1:
-            raise ConfigError(f"{folder / 'config.json'}: quantization_config packs some of the routed "
-                              f"experts of {stack} but not others; a layer's experts are stored stacked, "
-                              "so all of them (gate, up and down) must share one format")
+        if len(kinds) < 2:
+            continue
+        if qc.from_checkpoint:
+            m = kinds[False]
+            raise CheckpointError(f"{files.get(m + '.weight', folder)}: tensor '{m}.weight' has no "
+                                  f"'{m}.{qc.scale_name}' while other routed experts of {stack} have "
+                                  "one; a layer's experts are stored stacked, so all of them must share one "
+                                  "format")
+        raise ConfigError(f"{folder / 'config.json'}: quantization_config packs some of the routed "
+                          f"experts of {stack} but not others (e.g. {kinds[False]}); a layer's experts are "
+                          "stored stacked, so all of them (gate, up and down) must share one format")
     return plan
 
 

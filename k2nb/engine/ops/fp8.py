@@ -5,9 +5,13 @@ Layout of one ``[out, in]`` linear with block ``(bo, bi)``:
 
     weight            float8_e4m3fn [out, in]
     weight_scale_inv  float32       [ceil(out/bo), ceil(in/bi)]
-    W[o, c] = float32(weight[o, c]) · scale_inv[o // bo, c // bi], then cast to the compute dtype
+    W[o, c] = weight[o, c] · scale_inv[o // bo, c // bi], the product taken in the scale's dtype (float32
+              for DeepSeek, as its reference dequantizes; bfloat16 scales of a compressed-tensors
+              "float-quantized" checkpoint multiply in bfloat16, as its decompressor does), then cast
+              to the compute dtype
 
-(the name says "inverse" because it is the reciprocal of the quantizer's scale; it multiplies).
+(the name says "inverse" because it is the reciprocal of the quantizer's scale; it multiplies;
+compressed-tensors calls the same tensor ``weight_scale``).
 Stacked routed experts add a leading expert dim. Stacking gate and up rows whose count is not a
 multiple of ``bo`` would put two blocks' scales in one row block, so such a stack keeps one scale row
 per weight row (block ``(1, bi)``, the scales repeated): the same values, a little more scale memory.
@@ -31,8 +35,8 @@ FP8_DTYPE = torch.float8_e4m3fn
 
 
 class Fp8BlockWeight(PackedWeight):
-    """``weight`` float8_e4m3fn ``[..., out, in]``, ``scale_inv`` float32 ``[..., ceil(out/bo),
-    ceil(in/bi)]``, ``block = (bo, bi)``; ``dtype`` is the compute dtype."""
+    """``weight`` float8_e4m3fn ``[..., out, in]``, ``scale_inv`` ``[..., ceil(out/bo), ceil(in/bi)]``
+    (float32, or the checkpoint's bfloat16), ``block = (bo, bi)``; ``dtype`` is the compute dtype."""
 
     format = "fp8"
     scale_name = "weight_scale_inv"  # the checkpoint's suffix for the scales when no config names it
@@ -70,7 +74,7 @@ class Fp8BlockWeight(PackedWeight):
         if not s.dtype.is_floating_point or s.dtype.itemsize < 2:
             raise CheckpointError(f"{where(scale_name)} is {_kind(s)}; FP8 block scales are float32 "
                                   "(or bfloat16)")
-        w, s = w.to(device), s.to(device=device, dtype=torch.float32)
+        w, s = w.to(device), s.to(device)
         if ((w.view(torch.uint8) & 0x7F) == 0x7F).any():  # e4m3fn's only NaN code, either sign
             raise CheckpointError(f"{where('weight')} holds NaN values")
         if not torch.isfinite(s).all():
@@ -112,12 +116,12 @@ def _kind(t: torch.Tensor) -> str:
 
 def dequantize(weight: torch.Tensor, scale_inv: torch.Tensor, block: tuple[int, int],
                dtype: torch.dtype) -> torch.Tensor:
-    """``[..., out, in]`` in ``dtype``: float32(weight) · its block's scale, then cast."""
+    """``[..., out, in]`` in ``dtype``: weight · its block's scale in the scale's dtype, then cast."""
     out, inp = weight.shape[-2:]
     bo, bi = block
-    s = scale_inv.float().repeat_interleave(bo, dim=-2)[..., :out, :]  # [..., out, in/bi]
+    s = scale_inv.repeat_interleave(bo, dim=-2)[..., :out, :]  # [..., out, in/bi]
     s = s.repeat_interleave(bi, dim=-1)[..., :inp]  # [..., out, in]
-    return (weight.float() * s).to(dtype)
+    return (weight.to(s.dtype) * s).to(dtype)
 
 
 def rows_as_blocks(scale_inv: torch.Tensor, block: tuple[int, int], rows: int) -> torch.Tensor:
