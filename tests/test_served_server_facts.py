@@ -155,3 +155,31 @@ def test_token_ids_and_positions_from_vllm_chunks(server) -> None:
     ids = [(c.token_id, c.position) for c in chunks if c.token_id is not None]
     assert ids == [(5, 30), (400, 31), (465, 32), (305, 33), (6, 34), (7, 35), (282, 36), (8, 37)]
     assert chunks[2].events == [ThinkingDelta(" with the ratio 682 / 803.")] and chunks[3].events == []
+
+
+def test_routing_a_server_reports_at_the_end_reaches_the_trajectory_and_the_heatmap(server) -> None:
+    """vLLM with --enable-return-routed-experts (a GPU feature; recorded-response fixture in its
+    documented shape): the generated tokens' experts go to the nodes by position, the prompt's to the
+    question, and the dashboard says the weights are not reported."""
+    from test_backend_openai import vllm_recorded_final_chunk
+
+    from k2nb.agent import think
+    from k2nb.widgets.dashboard import SERVER_ROUTING, Dashboard
+
+    first = chunk({"role": "assistant", "content": ""})
+    first["prompt_token_ids"] = list(range(10))
+    final = vllm_recorded_final_chunk(10, 4)
+    final["choices"][0]["token_ids"] = [4]
+    items = [first, chunk({"reasoning_content": "Add them."}, choice={"token_ids": [11]}),
+             chunk({"content": "The mean is"}, choice={"token_ids": [12]}),
+             chunk({"content": " 4."}, choice={"token_ids": [13]}), final]
+    s = server(SSE(items))
+    r = think(MEAN, backend=OpenAIBackend(s.url, MODEL), rollback_on=())
+    assert r.answer == "The mean is 4."
+    generated = r.trajectory.routing()
+    assert list(generated.positions) == [10, 11, 12, 13] and list(generated.tokens) == [11, 12, 13, 4]
+    assert generated.kinds[:3] == ["thinking", "answer", "answer"]
+    assert generated.experts[0, 1].tolist() == [(100 + 3) % 16, (100 + 4) % 16]
+    assert len(r.trajectory.routing(context=True)) == 10
+    assert r.trajectory.meta["routing_reported_by"] == "server"
+    assert SERVER_ROUTING in Dashboard(r.trajectory, generated, live=False).to_html()

@@ -143,6 +143,7 @@ class PathRun:
             self._take_read_routing(attempt)
         apply_events(self.t, st, closing)
         self._positions = finish_step(self.t, st, self._positions)
+        attach_generated_routing(self.t, attempt, self.backend)  # once every token has its node
         return st
 
     def _take_read_routing(self, attempt: Node) -> None:
@@ -290,6 +291,14 @@ class PathRun:
                 self.path_node,
                 data={"index": n, "after": after, "reason": reason, "temperature": self.temperature},
             )
+
+
+def attach_generated_routing(t: Trajectory, attempt: Node, backend: Backend) -> None:
+    """Routing a server reported when the turn ended goes to the step's nodes by token position;
+    the run then notes that it holds chosen experts only (servers send no weights)."""
+    reported = backend.generated_routing()
+    if reported is not None and len(reported) and t.fill_routing(attempt, reported):
+        t.meta["routing_reported_by"] = "server"
 
 
 def attach_read_routing(t: Trajectory, node: Node, backend: Backend) -> None:

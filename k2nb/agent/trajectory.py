@@ -295,6 +295,27 @@ class Trajectory:
             node.text += text
         self._emit("node_updated", node=node, delta=text)
 
+    def fill_routing(self, under: str | Node, reported: Routing) -> int:
+        """Give each node under `under` whose tokens have no routing yet the rows of `reported` at
+        its span's positions (a server reports a turn's routing when the turn ends); returns the
+        tokens given."""
+        given = 0
+        with self._lock:
+            order = np.argsort(reported.positions, kind="stable")
+            positions = reported.positions[order]
+            for node in self.walk(self.node(under)):
+                if node.span is None or node.routing is not None:
+                    continue
+                lo, hi = np.searchsorted(positions, node.span, side="left")
+                if hi > lo:
+                    rows = order[lo:hi]
+                    node.routing = RoutingBuffer(reported.n_layers, reported.top_k, reported.moe_layer_ids,
+                                                 reported.n_experts)
+                    node.routing.extend(reported.positions[rows], reported.tokens[rows],
+                                        reported.experts[rows], reported.weights[rows])
+                    given += int(hi - lo)
+        return given
+
     def add_context(self, node_id: str | Node, read: Routing) -> None:
         """Attribute the routing of context tokens the model read (not generated) to a node: the
         prompt to the root, a tool result fed back to its observation. Spans are not changed."""

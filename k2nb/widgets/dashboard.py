@@ -19,6 +19,12 @@ if TYPE_CHECKING:
 
 
 NO_ROUTING = "Expert routing: this backend reports no routing (a served model without routed-expert reports)."
+SERVER_ROUTING = ("Expert routing as the server reported it: the chosen experts only, without their "
+                  "weights (each counts 1/top_k here).")
+
+
+def _server_note(trajectory: Trajectory) -> str | None:
+    return SERVER_ROUTING if trajectory.meta.get("routing_reported_by") == "server" else None
 
 
 class Dashboard(ipywidgets.VBox):
@@ -54,6 +60,9 @@ class Dashboard(ipywidgets.VBox):
         # kept on the instance: a Link widget that is garbage-collected stops linking
         self.links = [ipywidgets.jslink((self.panel, "selected_node"), (self.tree, "selected_node"))]
         if self.heatmap is not None:
+            if _server_note(trajectory):
+                children.append(ipywidgets.HTML(f"<div class='k2nb-server-routing' style='color:#777'>"
+                                                f"{SERVER_ROUTING}</div>"))
             children.append(self.heatmap)
             self.links.append(link(self.tree, self.heatmap))
         else:
@@ -84,6 +93,8 @@ class Dashboard(ipywidgets.VBox):
         parts = [img(plot.trajectory_tree(self.trajectory), "reasoning tree"), checks_html(self.trajectory)]
         if self.heatmap is not None and self.trace is not None:
             a, b = self.heatmap.selected_indices
+            if _server_note(self.trajectory):
+                parts.append(f"<p class='k2nb-server-routing'>{SERVER_ROUTING}</p>")
             parts.append(img(plot.routing_heatmap(self.trace, token=(a, b), trajectory=self.trajectory),
                              "expert routing heatmap"))
         else:
