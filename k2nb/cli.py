@@ -26,11 +26,16 @@ def _human_count(n: float) -> str:
 
 
 def inspect_checkpoint(path: str) -> dict:
-    """Summary of a checkpoint folder from its config alone (no weights are read)."""
+    """Summary of a checkpoint folder from its config (no weights are read; file sizes are)."""
+    from pathlib import Path
+
     from .engine.config import ModelConfig
+    from .engine.loader import weight_bytes
 
     cfg = ModelConfig.from_file(path)
     total, active = cfg.parameter_counts()
+    qc = cfg.quantization_config
+    files = sorted(Path(path).glob("*.safetensors")) if Path(path).is_dir() else []
     rs = cfg.rope_scaling
     return {
         "path": str(path),
@@ -51,10 +56,29 @@ def inspect_checkpoint(path: str) -> dict:
         "vocab_size": cfg.vocab_size,
         "parameters_total": total,
         "parameters_active_per_token": active,
-        "memory_bytes": {"bfloat16": total * 2, "float32": total * 4},
+        "format": _weight_format(cfg),
+        # loaded in each compute dtype (packed linears stay packed), and with every weight dense
+        "memory_bytes": {"bfloat16": weight_bytes(cfg, "bfloat16"), "float32": weight_bytes(cfg, "float32"),
+                         "dense_bfloat16": total * 2},
+        "file_bytes": sum(f.stat().st_size for f in files) if files else None,
+        "quantization": None if qc is None else {"method": qc.method, "format": qc.format,
+                                                 "group_size": qc.group_size or None,
+                                                 "block": list(qc.block) if qc.block[0] else None},
         "kv_cache_bytes_per_token": {"bfloat16": cfg.kv_cache_bytes_per_token(2),
                                      "float32": cfg.kv_cache_bytes_per_token(4)},
     }
+
+
+def _weight_format(cfg) -> str:
+    qc = cfg.quantization_config
+    if qc is None:
+        return f"dense ({cfg.torch_dtype or 'dtype not stated'})"
+    if qc.format == "int4":
+        return (f"INT4 {qc.method} pack-quantized, symmetric, group {qc.group_size}, ignoring "
+                f"{', '.join(qc.ignore) or 'nothing'}; the rest {cfg.torch_dtype or 'unquantized'}")
+    where = ("the linears with a weight_scale_inv (every one but lm_head by the family's convention)"
+             if qc.from_checkpoint else f"targets minus ignore ({', '.join(qc.ignore) or 'nothing'})")
+    return f"FP8 e4m3, block {qc.block[0]}×{qc.block[1]} ({qc.method}): {where}"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -74,8 +98,11 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         f"rope         {info['rope']}",
         f"parameters   {_human_count(info['parameters_total'])} total, "
         f"{_human_count(info['parameters_active_per_token'])} active per token",
+        f"weights      {info['format']}",
         f"memory       {_human_bytes(mem['bfloat16'])} in bfloat16, "
-        f"{_human_bytes(mem['float32'])} in float32",
+        f"{_human_bytes(mem['float32'])} in float32"
+        + (f" (dense: {_human_bytes(mem['dense_bfloat16'])} in bfloat16)" if info["quantization"] else ""),
+        *([f"files        {_human_bytes(info['file_bytes'])} of safetensors"] if info["file_bytes"] else []),
         f"kv cache     {kv['bfloat16']:,} B/token in bfloat16 ({_human_bytes(kv['bfloat16'] * 1000)} per 1k "
         f"tokens), {kv['float32']:,} B/token in float32",
     ]
@@ -97,9 +124,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 # Subcommands that live beside their layer; each module has ``register(subparsers)``:
-# demo, think, kernel + lab, eval + train-nano (k2nb.nano.cli), widen-mla.
+# demo, think, kernel + lab, eval + train-nano (k2nb.nano.cli), widen-mla, quantize.
 _SUBCOMMAND_MODULES = ("k2nb.demo", "k2nb.terminal", "k2nb.kernels.cli", "k2nb.nano.cli",
-                       "k2nb.engine.mla_width")
+                       "k2nb.engine.mla_width", "k2nb.engine.quantize")
 
 
 def main(argv: list[str] | None = None) -> int:

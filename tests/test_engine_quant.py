@@ -211,9 +211,10 @@ def test_deepseek_fp8_loads_and_matches_transformers_on_its_dequantized_weights(
     model = _compare_with_transformers(folder, reference)
     attn = model.layers[0].self_attn.kv_b_proj.weight
     assert isinstance(attn, fp8.Fp8BlockWeight) and attn.weight.dtype == torch.float8_e4m3fn
-    w13 = model.layers[1].mlp.experts.w13
+    w13, w2 = model.layers[1].mlp.experts.w13, model.layers[1].mlp.experts.w2
     # 32 gate + 32 up rows: one 128-row block would mix them, so the stack keeps a scale per row
     assert w13.block == ((1, 128) if block == (128, 128) else (16, 32)) and w13.checkpoint_block == block
+    assert w2.block == block  # one projection: nothing to mix
     assert not isinstance(model.lm_head.weight, fp8.Fp8BlockWeight)
     ours = dict(hf_tensors(model))
     for name, t in load_file(folder / "model.safetensors").items():
@@ -228,3 +229,61 @@ def test_compressed_tensors_fp8_block_loads_and_matches_its_decompressed_weights
     model = _compare_with_transformers(folder, reference)
     assert model.config.quantization_config.scale_name == "weight_scale"
     assert model.layers[2].mlp.experts.w2.scale_inv.dtype == torch.bfloat16
+
+
+# ---- k2nb inspect / k2nb quantize on the command line ---------------------------------------------
+
+def test_inspect_reports_the_format_and_the_real_bytes(k2_int4, tmp_path):
+    from k2nb.cli import inspect_checkpoint
+
+    folder, reference = k2_int4
+    info = inspect_checkpoint(folder)
+    assert info["quantization"] == {"method": "compressed-tensors", "format": "int4", "group_size": 32,
+                                    "block": None}
+    assert info["format"].startswith("INT4 compressed-tensors pack-quantized, symmetric, group 32")
+    for dtype in ("bfloat16", "float32"):
+        assert info["memory_bytes"][dtype] == load_model(folder, dtype=dtype, progress=False).nbytes()
+    dense = inspect_checkpoint(reference)
+    assert info["parameters_total"] == dense["parameters_total"]
+    assert info["memory_bytes"]["dense_bfloat16"] == dense["parameters_total"] * 2
+    assert info["file_bytes"] == (folder / "model.safetensors").stat().st_size
+    fp8_folder, _ = deepseek_fp8(tmp_path, block=(16, 32))  # row blocks that stack (see ops/fp8.py)
+    fp8_info = inspect_checkpoint(fp8_folder)
+    assert fp8_info["quantization"]["block"] == [16, 32] and fp8_info["format"].startswith("FP8 e4m3")
+    assert fp8_info["memory_bytes"]["bfloat16"] == load_model(fp8_folder, dtype="bfloat16",
+                                                               progress=False).nbytes()
+
+
+def test_k2_thinking_sized_int4_is_under_a_third_of_its_bf16_bytes():
+    """From the config alone: K2 Thinking's shape with its own quantization_config is the ≈594 GB it
+    ships as, 0.29× its bf16 weights."""
+    from k2nb.engine.config import ModelConfig
+    from k2nb.engine.loader import weight_bytes
+
+    k2 = dict(model_type="kimi_k2", vocab_size=163840, hidden_size=7168, intermediate_size=18432,
+              moe_intermediate_size=2048, num_hidden_layers=61, num_attention_heads=64, n_routed_experts=384,
+              num_experts_per_tok=8, n_shared_experts=1, first_k_dense_replace=1, q_lora_rank=1536,
+              kv_lora_rank=512, qk_nope_head_dim=128, qk_rope_head_dim=64, v_head_dim=128,
+              torch_dtype="bfloat16")
+    dense = weight_bytes(ModelConfig.from_dict(k2))
+    int4_bytes = weight_bytes(ModelConfig.from_dict({**k2, "quantization_config":
+                                                     k2_thinking_quantization_config()}))
+    assert 590e9 < int4_bytes < 600e9 and int4_bytes / dense < 0.3
+
+
+def test_quantize_command_line(k2_like, tmp_path):
+    import subprocess
+    import sys
+
+    src, _ = k2_like
+    out = subprocess.run([sys.executable, "-m", "k2nb", "quantize", str(src), str(tmp_path / "q"),
+                          "--dtype", "bfloat16"], capture_output=True, text=True)
+    assert out.returncode == 0 and "routed experts INT4, group 32" in out.stdout
+    assert load_model(tmp_path / "q", progress=False).config.quantization_config.format == "int4"
+    again = subprocess.run([sys.executable, "-m", "k2nb", "quantize", str(tmp_path / "q"),
+                            str(tmp_path / "qq")], capture_output=True, text=True)
+    assert again.returncode == 2
+    assert "is already quantized (quant_method 'compressed-tensors')" in again.stderr
+    text = subprocess.run([sys.executable, "-m", "k2nb", "inspect", str(tmp_path / "q")],
+                          capture_output=True, text=True, check=True).stdout
+    assert "weights      INT4 compressed-tensors pack-quantized" in text and "files" in text

@@ -235,6 +235,31 @@ def _install_packed(model: K2Model, state: dict[str, torch.Tensor | PackedWeight
             state.update({f"{name}.{p}": t for p, t in value.named_parameters()})
 
 
+def weight_bytes(cfg: ModelConfig, dtype: torch.dtype | str | None = None) -> int:
+    """Bytes of a model's weights from its config alone: the linears its ``quantization_config`` packs
+    in their format (INT4: ½ byte per weight plus a bfloat16 scale per group; FP8: 1 byte plus a
+    float32 scale per block), the router in float32, the rest in ``dtype`` (default: the config's
+    ``torch_dtype``, else bfloat16). DeepSeek's FP8 config names no linears; there the family's
+    convention (every linear but lm_head) is assumed."""
+    qc = cfg.quantization_config
+    dt = resolve_dtype(dtype or cfg.torch_dtype or "bfloat16", torch.device("cpu"))
+    rest = torch.empty(0, dtype=dt).element_size()
+    with torch.device("meta"):
+        expected = _expected_shapes(K2Model(cfg))
+    total = 0
+    for name, shape in expected.items():
+        module = names.module_of(name)
+        packed = qc is not None and names.is_linear(name, shape) and (
+            module != "lm_head" if qc.from_checkpoint else qc.quantizes(module))
+        if packed and qc is not None and qc.format == "int4":
+            total += shape[0] * shape[1] // 2 + shape[0] * (shape[1] // qc.group_size) * 2
+        elif packed and qc is not None:
+            total += shape[0] * shape[1] + -(-shape[0] // qc.block[0]) * -(-shape[1] // qc.block[1]) * 4
+        else:
+            total += math.prod(shape) * (4 if names.keeps_float32(name) else rest)
+    return total
+
+
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
                dtype: torch.dtype | str | None = None, progress: bool | None = None,
                load_tokenizer: bool = True) -> K2Model:

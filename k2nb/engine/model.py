@@ -302,4 +302,13 @@ class K2Model(nn.Module):
         return self
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """Weights in the model; a packed (quantized) linear counts its logical ``[out, in]``, not its
+        storage words."""
+        packed = [m for m in self.modules() if isinstance(m, ops.PackedWeight)]
+        inner = {id(p) for m in packed for p in m.parameters()}
+        return (sum(p.numel() for p in self.parameters() if id(p) not in inner)
+                + sum(m.numel() for m in packed))
+
+    def nbytes(self) -> int:
+        """Bytes the model's weights and buffers occupy (packed linears at their packed size)."""
+        return sum(t.numel() * t.element_size() for t in (*self.parameters(), *self.buffers()))

@@ -14,7 +14,8 @@ Layout of one ``[out, in]`` linear with block ``(bo, bi)``:
 compressed-tensors calls the same tensor ``weight_scale``).
 Stacked routed experts add a leading expert dim. Stacking gate and up rows whose count is not a
 multiple of ``bo`` would put two blocks' scales in one row block, so such a stack keeps one scale row
-per weight row (block ``(1, bi)``, the scales repeated): the same values, a little more scale memory.
+per weight row (block ``(1, bi)``, the scales repeated): the same values, a little more scale memory
+(never for the family's own shapes: moe_intermediate_size 2048 is 16 blocks of 128).
 
 Kernels here are the torch reference path for every device (CPUs have no FP8 matmul): dequantize
 what is used, then a dense matmul.
@@ -97,11 +98,11 @@ class Fp8BlockWeight(PackedWeight):
 
     @classmethod
     def stack(cls, parts: Sequence[Sequence[Fp8BlockWeight]]) -> Fp8BlockWeight:
-        """``parts[e][i]`` → one ``[E, rows, in]`` weight; rows of a projection that are not a whole
-        number of row blocks make the stack keep one scale per row."""
+        """``parts[e][i]`` → one ``[E, rows, in]`` weight; a projection followed by another whose rows
+        are not a whole number of row blocks makes the stack keep one scale per row."""
         first = parts[0][0]
         bo, bi = first.block
-        aligned = all(p.shape[0] % bo == 0 for ps in parts for p in ps)
+        aligned = all(p.shape[0] % bo == 0 for ps in parts for p in ps[:-1])
         weight = torch.stack([torch.cat([p.weight for p in ps]) for ps in parts])
         scale = torch.stack([torch.cat([p.scale_inv if aligned else rows_as_blocks(p.scale_inv, p.block,
                                                                                   p.shape[0])
