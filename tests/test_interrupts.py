@@ -143,7 +143,7 @@ def test_an_interrupted_tool_cell_ends_the_run_and_the_next_one_works(ip, k2, co
         assert [o["ename"] for o in cell["outputs"] if o["output_type"] == "error"] == ["KeyboardInterrupt"]
         assert "stopped" in capsys.readouterr().out
     k2.use_backend(ScriptedBackend([Turn(calls=[("python", {"code": "6 * 7"})]), Turn(answer="42")]))
-    res = ip.run_cell("%%k2think --new\nnext", store_history=True)
+    res = ip.run_cell("%%k2think --new\nWhat is 6 times 7?", store_history=True)
     assert res.result.end_reason == "answer" and res.result.answer == "42"
 
 

@@ -1,11 +1,16 @@
-"""One reasoning path: think → call tools → observe → … → answer, verified, with rollbacks.
+"""One reasoning path: think → call tools → observe → … → answer, checked, with rollbacks.
 
 A step is one assistant generation: the loop asks the `Backend` for the turn, writes its events into
 the trajectory (`k2nb.agent.step`), runs the step's calls in order through an `Executor` and appends
 each result as a tool message under the model's own id. An attempt ends with an answer without tool
 calls, or when a budget runs out: then the thinking is closed for the model (budget forcing: the
 backend's format knows how) and it is asked for its final answer, and the outcome records which
-budget ended it. A verified answer ends the path; a failed check rolls it back and retries.
+budget ended it. An answer whose checks pass ends the path; a failed check rolls it back and retries.
+
+The model's context is a budget too, where the backend knows its window: a step may generate only
+what leaves a forced answer its `final_answer_tokens`; with less room than a tool round the model
+answers now (end "budget:context"), and when not even a forced answer fits the path ends with
+"context_full" and a note saying so, instead of a prompt the model cannot take.
 
 Nothing the model writes and nothing a tool does raises out of here: malformed output becomes error
 nodes and error observations, a failing backend ends the path with end_reason "error", and Ctrl-C
@@ -15,6 +20,7 @@ knows no chat format and no marker.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from typing import Any
 
@@ -31,6 +37,13 @@ Message = dict[str, Any]
 
 # Observation error kinds that mean the model's call itself was wrong (the `args` check).
 _BAD_CALL = frozenset({"invalid_json", "invalid_arguments", "malformed_call", "unknown_tool"})
+# Context budget (backends that know their window): a step starts only with room for itself and
+# then a forced answer; less room than this cannot hold a tool call and its result (a k2-nano
+# curriculum step is 40-100 tokens), so the model answers instead.
+MIN_STEP_TOKENS = 128
+# The shortest forced answer worth asking for ("The answer is 9396 tickets." and its end marker);
+# with less room the path ends with a note that the context is full.
+MIN_ANSWER_TOKENS = 16
 
 
 class PathRun:
@@ -102,10 +115,51 @@ class PathRun:
     def _cancelled(self) -> str | None:
         return "cancelled" if self.opts.cancel is not None and self.opts.cancel.is_set() else None
 
+    # --- the context budget -------------------------------------------------------------------
+
+    def _context(self, forced: str | None = None) -> tuple[int, int] | None:
+        """(prompt tokens, context window) of the next step, None where the backend cannot tell (then
+        a prompt past the window is the backend's error, which ends the path cleanly)."""
+        measure = getattr(self.backend, "context", None)
+        if measure is None:
+            return None
+        try:
+            return measure(Prompt(self.msgs, self.tools, forced))
+        except Exception:  # noqa: BLE001 - the step itself will meet (and report) what failed here
+            return None
+
+    def _step_room(self) -> int | None:
+        """Tokens the next step may generate and still leave a forced answer its full budget (None:
+        unknown). The forced answer's prompt is measured with the note it would carry."""
+        ctx = self._context(f"({BUDGET_SENTENCES['context']}, so I answer now with what I have.)")
+        if ctx is None:
+            return None
+        forced_prompt, window = ctx
+        return window - forced_prompt - self.b.final_answer_tokens
+
+    def _answer_room(self, forced: str) -> int | None:
+        """Tokens a forced answer holding `forced` as its reasoning may generate (None: unknown)."""
+        ctx = self._context(forced)
+        return None if ctx is None else min(self.b.final_answer_tokens, ctx[1] - ctx[0])
+
+    def _context_full(self, attempt: Node) -> Outcome:
+        """End the path: not even a forced answer fits. The conversation and trajectory are kept."""
+        used, window = self._context() or (0, 0)
+        sentence = f"the context is full ({used:,} of {window:,} tokens); start a new conversation"
+        self.t.add("error", attempt, sentence, {"context": [used, window]}, status="done")
+        return Outcome("context_full", None, None)
+
     # --- one generation -----------------------------------------------------------------------
 
-    def _step(self, attempt: Node, forced: str | None = None, forced_note: str | None = None) -> Step:
-        """One generation; with `forced`, the turn starts with its thinking closed, holding that text."""
+    def _step(
+        self,
+        attempt: Node,
+        forced: str | None = None,
+        forced_note: str | None = None,
+        max_new: int | None = None,
+    ) -> Step:
+        """One generation; with `forced`, the turn starts with its thinking closed, holding that text;
+        `max_new` caps its tokens below the budget's (the room the context has left)."""
         st = Step(attempt)
         if forced is not None:
             # The loop records the forced part itself: the message rebuilt from the events holds it,
@@ -115,6 +169,8 @@ class PathRun:
             if forced_note:
                 self.t.add("thinking", attempt, forced_note, {"forced": True}, status="done")
         options = self.opts.step_options(self.index, self.steps, self.temperature, forced is not None)
+        if max_new is not None and max_new < options.max_new_tokens:
+            options = dataclasses.replace(options, max_new_tokens=max_new)
         stream = None
         try:
             stream = self.backend.stream(Prompt(self.msgs, self.tools, forced), options, self.opts.cancel)
@@ -210,7 +266,10 @@ class PathRun:
             budget = self._before_step()
             if budget is not None:
                 return self._force_final(attempt, budget, None)
-            st = self._step(attempt)
+            room = self._step_room()
+            if room is not None and room < MIN_STEP_TOKENS:
+                return self._force_final(attempt, "context", None)
+            st = self._step(attempt, max_new=room)
             self.steps += 1
             if st.error is not None:
                 return Outcome("error", None, None)
@@ -222,7 +281,8 @@ class PathRun:
                 self.msgs.append(_without_calls(message_from_events(st.events)))
                 return Outcome(f"budget:{st.cut}", _text(st.answer), st.answer)
             if st.end == "length" and not st.calls and st.thinking_open:
-                return self._force_final(attempt, "new_tokens", st)
+                capped = room is not None and room < self.b.new_tokens_per_step
+                return self._force_final(attempt, "context" if capped else "new_tokens", st)
             self.msgs.append(message_from_events(st.events))
             if st.calls:
                 budget_used = self._execute(st, len(self.msgs) - 1)
@@ -234,12 +294,18 @@ class PathRun:
             return Outcome("answer" if st.end == "stop" else "length", _text(st.answer) or "", st.answer)
 
     def _force_final(self, attempt: Node, budget: str, partial: Step | None) -> Outcome:
-        """Close the thinking for the model (keeping its partial reasoning) and let it answer."""
+        """Close the thinking for the model (keeping its partial reasoning) and let it answer; when
+        the context has no room for that, end the path with a note saying so."""
         note = f"({BUDGET_SENTENCES.get(budget, budget)}, so I answer now with what I have.)"
         reasoning = (
             partial.thinking_text.rstrip() + "\n\n" if partial is not None and partial.thinking_text else ""
         )
-        st = self._step(attempt, forced=reasoning + note, forced_note=note)
+        forced, room = reasoning + note, self._answer_room(reasoning + note)
+        if reasoning and room is not None and room < MIN_ANSWER_TOKENS:
+            forced, room = note, self._answer_room(note)  # the note alone may still fit
+        if room is not None and room < min(self.b.final_answer_tokens, MIN_ANSWER_TOKENS):
+            return self._context_full(attempt)
+        st = self._step(attempt, forced=forced, forced_note=note, max_new=room)
         self.steps += 1
         end = f"budget:{budget}"
         if st.error is not None:
@@ -264,7 +330,7 @@ class PathRun:
         while True:
             out = self._attempt(attempt)
             checks: list[Check] = []
-            if out.end_reason not in ("error", "cancelled"):
+            if out.end_reason not in ("error", "cancelled", "context_full"):
                 evidence = Evidence(
                     [r for _, r in self.records], self.msgs, self._said_before, bool(self.tools),
                     self._earlier_results, self._attempt_from,

@@ -53,6 +53,7 @@ BUDGET_SENTENCES = {
     "wall_time": "I am out of time",
     "steps": "I have used my step budget",
     "new_tokens": "I ran out of room for this step",
+    "context": "I am running out of room in this conversation",
 }
 
 

@@ -47,7 +47,8 @@ class ThinkResult:
 
     answer: str | None
     trajectory: Trajectory
-    end_reason: str  # "answer", "budget:<name>", "length", "cancelled", "error"
+    end_reason: str  # "answer", "budget:<name>" (budget:context too), "length", "cancelled", "error",
+    # "context_full" (not even a forced answer fit the model's context; an error node says so)
     paths: list[PathResult]
     chosen: int  # index into paths
     votes: list[Vote]

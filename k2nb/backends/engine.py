@@ -49,6 +49,10 @@ class EngineBackend(BackendBase):
         base = self._prompt.update(prompt.messages, prompt.tools)
         return base + self._encode(prompt_tail(self.format, prompt))
 
+    def context(self, prompt: Prompt) -> tuple[int, int] | None:
+        """The prompt's length in tokens and the model's context window (max_position_embeddings)."""
+        return len(self.prompt_ids(prompt)), int(self.model.config.max_position_embeddings)
+
     def prefill(self, prompt: Prompt) -> None:
         """Run the prompt through the session once, so forks share its cache (paths=N)."""
         stream = self.session.generate_stream(self.prompt_ids(prompt), max_new_tokens=1)

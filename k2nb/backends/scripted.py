@@ -115,6 +115,9 @@ class ScriptedBackend(BackendBase):
     calls: int = 0  # generations served
     _cursor: list[int] = field(default_factory=lambda: [0])  # shared with forks: one script, many paths
     _prompt: IncrementalPrompt[str] | None = None
+    # A model context of this many fake tokens, as the engine's max_position_embeddings: a prompt
+    # that fills it is refused, generation stops at its end. None: unbounded (and `context` unknown).
+    context_window: int | None = None
 
     def __post_init__(self) -> None:
         if self._prompt is None:
@@ -152,12 +155,26 @@ class ScriptedBackend(BackendBase):
             )
         return item
 
+    def context(self, prompt: Prompt) -> tuple[int, int] | None:
+        if self.context_window is None:
+            return None
+        assert self._prompt is not None
+        tokens = self._prompt.update(prompt.messages, prompt.tools)
+        return len(tokens) + len(self._encode(prompt_tail(K2_FORMAT, prompt))), self.context_window
+
     def stream(
         self, prompt: Prompt, options: GenerationOptions, cancel: threading.Event | None = None
     ) -> TurnStream:
         assert self._prompt is not None
         tokens = self._prompt.update(prompt.messages, prompt.tools)
         tail = self._encode(prompt_tail(K2_FORMAT, prompt))
+        n_prompt = len(tokens) + len(tail)
+        if self.context_window is not None and n_prompt >= self.context_window:
+            from k2nb.engine.errors import GenerationError  # the engine's refusal, word for word
+
+            raise GenerationError(f"the prompt is {n_prompt} tokens, but the model's context is "
+                                  f"{self.context_window} (max_position_embeddings); start a new "
+                                  "conversation or shorten it")
         if self.keep_prompts:
             self.prompts.append("".join(tokens) + "".join(tail))
         text = self.next_item(prompt)
@@ -169,8 +186,11 @@ class ScriptedBackend(BackendBase):
     ) -> Iterator[TextToken]:
         # special=None: the parser scans the text for markers, as it does for any text source that
         # cannot flag special tokens
+        end = self.context_window
         for n, piece in enumerate(fake_tokens(text, self.chunk_chars)):
             if n >= options.max_new_tokens or (cancel is not None and cancel.is_set()):
+                return
+            if end is not None and position >= end:  # the end of the context, as the engine stops
                 return
             token_id = zlib.crc32(piece.encode()) % 50_000
             experts, weights = self.routing_of(token_id)
@@ -190,4 +210,5 @@ class ScriptedBackend(BackendBase):
             0,
             self._cursor,
             self._prompt.fork(),
+            self.context_window,
         )

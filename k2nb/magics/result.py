@@ -52,8 +52,9 @@ class K2Result:
 
     @property
     def error(self) -> str | None:
-        """Why the run failed (the last error node's sentence), None unless it ended with an error."""
-        if self.end_reason != "error":
+        """Why the run failed (the last error node's sentence), None unless it ended with an error or
+        with a full context ("the context is full (2,040 of 2,048 tokens); start a new conversation")."""
+        if self.end_reason not in ("error", "context_full"):
             return None
         errors = [n for n in self.trajectory.walk() if n.kind == "error"]
         return errors[-1].text if errors else "the run failed"
