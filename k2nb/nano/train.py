@@ -454,7 +454,7 @@ def main(argv: list[str] | None = None) -> None:
     add_train_args(parser)  # --out, --steps, --seed, --no-resume, --init, --lr, --warmup-steps
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2,
-                        help="torch CPU threads (1 is faster when other jobs share the cores: no barrier waits)")
+                        help="torch CPU threads (1 is faster when other jobs share the cores)")
     parser.add_argument("--bench", action="store_true", help="time the steps; write no model folder")
     args = parser.parse_args(argv)
     summary = train_nano(args.out, args.steps, args.seed, batch_size=args.batch_size,

@@ -31,11 +31,19 @@ DISTRACTOR_SHARE = 0.25  # of questions with a distractor clause, when the gramm
 # Clauses with a number that the question does not need; ``{d}`` is that number. They share the
 # question's people and objects so that they cannot be told apart by their words alone.
 DISTRACTORS: list[str] = [
-    "{name} is {d} years old", "the shop is {d} km away", "it is {d} degrees outside",
-    "the bus ride took {d} minutes", "there are {d} chairs in the room", "{name} has {d} cousins",
-    "the store opened {d} years ago", "the street has {d} houses", "{name} lives at number {d}",
-    "the class has {d} desks", "the box weighs {d} kg",
-    "{name} sleeps {d} hours a night", "the park has {d} trees",
+    "{name} is {d} years old",
+    "the shop is {d} km away",
+    "it is {d} degrees outside",
+    "the bus ride took {d} minutes",
+    "there are {d} chairs in the room",
+    "{name} has {d} cousins",
+    "the store opened {d} years ago",
+    "the street has {d} houses",
+    "{name} lives at number {d}",
+    "the class has {d} desks",
+    "the box weighs {d} kg",
+    "{name} sleeps {d} hours a night",
+    "the park has {d} trees",
 ]
 
 
@@ -92,7 +100,8 @@ class Grammar:
         words = list(dict.fromkeys(kws))
         how = f"Not needed: {skip}. " if skip else ""
         if words:
-            how += f"Key word{'s' if len(words) > 1 else ''} {' and '.join(chr(34) + w + chr(34) for w in words)}: "
+            quoted = " and ".join(f'"{w}"' for w in words)
+            how += f"Key word{'s' if len(words) > 1 else ''} {quoted}: "
             how += f"{fill(self.op, values)}."
         else:
             how += cap(fill(self.op, values)) + "."

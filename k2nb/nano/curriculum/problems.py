@@ -64,7 +64,8 @@ def build(r: Recipe, variant: str, split: str, rng: random.Random) -> Problem:
     conv, question = open_conversation(r, rng)
     if r.abstain:
         reason = fmt(r.abstain, r.slots)
-        conv.answer(f"{conv.given} Nothing to compute: {reason}.".strip(), f"{ABSTAIN} {reason[:1].upper()}{reason[1:]}.")
+        conv.answer(f"{conv.given} Nothing to compute: {reason}.".strip(),
+                    f"{ABSTAIN} {reason[:1].upper()}{reason[1:]}.")
         return Problem(r.family, r.kind, "plain", split, question, r.setup, conv.messages[-1]["content"],
                        conv.messages, conv.no_loss, rng.choice(TOOL_SETS))
     if variant == "wrong_column":

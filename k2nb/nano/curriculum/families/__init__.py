@@ -33,7 +33,8 @@ KINDS: dict[str, Kind] = {f"{f.name}.{k.name}": k for f in (*TABLES, *EXTRA) for
 # Training's family weights. The nine families keep about half of the mix (their template phrasings
 # are what the held-out split measures); words and tables, whose questions are composed, most of the
 # rest; abstentions ~4 %, enough to say "I can't tell" when a number is missing, not enough to give up.
-TRAIN_MIX: dict[str, float] = {**{name: 1.0 for name in FAMILIES}, "words": 5.0, "tables": 3.0, "abstain": 0.7}
+TRAIN_MIX: dict[str, float] = {**{name: 1.0 for name in FAMILIES},
+                               "words": 5.0, "tables": 3.0, "abstain": 0.7}
 HELDOUT_COMBOS = combo.HELDOUT_COMBOS
 
 
