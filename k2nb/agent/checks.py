@@ -4,8 +4,10 @@
   the error observation and usually recovered, so by default it does not trigger a rollback).
 - `grounded`: every number the final answer states came from a tool result or from the user.
 - `used`: every number the question brings is used by some successful call, unless the code reads
-  the user's variables (a plan that copied 37.94 as 37 computes a neat, well-verified, wrong
+  the user's variables (a plan that copied 37.94 as 37 computes a neat, self-consistent, wrong
   answer: its check recomputes the same mistake).
+- `sourced` (`k2nb.agent.sourced`): the converse of `used`, every number literal of the code comes
+  from the question, an earlier tool result or a named constant (`348 + 2 * 27` for "348 times 27").
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
   its reasoning announced as a check) ran without error, did not print False, and, when it
   recomputes, reproduces the result of an earlier call.
