@@ -199,6 +199,75 @@ def _store(c_ptr, rw_ptr, acc_g, acc_u, rows, real, offs_n, N, stride_cm, SWIGLU
 
 
 @triton.jit
+def _nibble(words, high, j: tl.constexpr):
+    """Nibble j of each uint32 word as q = nibble − 8 in float32, exactly, in two instructions: the
+    nibble is masked where it lies (nibbles 0–3 in `words`, 4–7 in `high` = words >> 16, at bit 4j')
+    under the float exponent that makes its lowest bit worth 1, which reads as the float
+    2^(23 − 4j') + nibble, and that constant plus 8 is subtracted. No shift per nibble and no
+    int→float conversion; four mask / exponent pairs serve all eight nibbles."""
+    if j < 4:
+        src = words
+        jj: tl.constexpr = j
+    else:
+        src = high
+        jj: tl.constexpr = j - 4
+    bits = (src & (0xF << (4 * jj))) | ((150 - 4 * jj) << 23)
+    return bits.to(tl.float32, bitcast=True) - (2.0 ** (23 - 4 * jj) + 8.0)
+
+
+@triton.jit
+def _gemv_step(acc, a_ptr, a_rows, real, k0, w_ptr, s_ptr, wrows, srows, n_ok, stride_wn, stride_sn,
+               stride_sk, FMT: tl.constexpr, GROUP: tl.constexpr, BM: tl.constexpr, BN: tl.constexpr,
+               BK: tl.constexpr):
+    """acc ``[BM, BN, C]`` += the K-tile ``k0 … k0 + BK`` of a[rows] · W[wrows]ᵀ, split into C chunks
+    whose partial sums stay in their thread (a chunk is one int4 group or 16 fp8 / 8 dense values; its
+    scale is applied once per chunk). `w_ptr` / `s_ptr` already point at expert e."""
+    if FMT == 1:  # int4: [BN, C = BK/G groups, G/8 words]; nibble j of every word in turn
+        C: tl.constexpr = BK // GROUP
+        WG: tl.constexpr = GROUP // 8
+        word = k0 // 8 + tl.arange(0, C)[:, None] * WG + tl.arange(0, WG)[None, :]  # [C, WG]
+        words = tl.load(w_ptr + wrows[:, None, None] * stride_wn + word[None, :, :], mask=n_ok[:, None, None],
+                        other=0).to(tl.uint32, bitcast=True)  # [BN, C, WG]
+        group = k0 // GROUP + tl.arange(0, C)
+        scale = tl.load(s_ptr + srows[:, None] * stride_sn + group[None, :] * stride_sk, mask=n_ok[:, None],
+                        other=0.0).to(tl.float32)  # [BN, C]
+        if BM == 1:  # decode: every tensor in the words' layout, nothing crosses threads
+            high = words >> 16
+            part = tl.zeros((BN, C, WG), dtype=tl.float32)
+            for j in tl.static_range(8):
+                q = _nibble(words, high, j)
+                a = tl.load(a_ptr + a_rows + word * 8 + j, mask=real, other=0.0).to(tl.float32)  # [C, WG]
+                part += q * a[None, :, :]
+            return acc + (tl.sum(part, axis=2) * scale)[None, :, :]
+        else:
+            high = words >> 16
+            part = tl.zeros((BM, BN, C, WG), dtype=tl.float32)
+            for j in tl.static_range(8):
+                q = _nibble(words, high, j)
+                a = tl.load(a_ptr + a_rows[:, None, None] + (word * 8 + j)[None, :, :],
+                            mask=real[:, None, None], other=0.0).to(tl.float32)  # [BM, C, WG]
+                part += q[None, :, :, :] * a[:, None, :, :]
+            return acc + tl.sum(part, axis=3) * scale[None, :, :]
+    else:  # fp8 / dense: [BN, C, V] with V values in 16 bytes
+        V: tl.constexpr = 16 if FMT == 2 else 8
+        C: tl.constexpr = BK // V
+        col = k0 + tl.arange(0, C)[:, None] * V + tl.arange(0, V)[None, :]  # [C, V]
+        w = tl.load(w_ptr + wrows[:, None, None] * stride_wn + col[None, :, :], mask=n_ok[:, None, None],
+                    other=0.0).to(tl.float32)  # [BN, C, V]
+        if BM == 1:  # decode: the chunk's V values are in one thread, so the sum stays there
+            a = tl.load(a_ptr + a_rows + col, mask=real, other=0.0).to(tl.float32)  # [C, V]
+            part = tl.sum(w * a[None, :, :], axis=2)[None, :, :]  # [1, BN, C]
+        else:
+            a = tl.load(a_ptr + a_rows[:, None, None] + col[None, :, :], mask=real[:, None, None],
+                        other=0.0).to(tl.float32)  # [BM, C, V]
+            part = tl.sum(w[None, :, :, :] * a[:, None, :, :], axis=3)  # [BM, BN, C]
+        if FMT == 2:  # the tile lies in one column block (BK divides it): one scale per row
+            scale = tl.load(s_ptr + srows * stride_sn + (k0 // GROUP) * stride_sk, mask=n_ok, other=0.0)
+            part = part * scale.to(tl.float32)[None, :, None]
+        return acc + part
+
+
+@triton.jit
 def _gemv_kernel(a_ptr, w_ptr, s_ptr, c_ptr, rw_ptr, ids_ptr, sorted_ptr, bexp_ptr, brows_ptr,
                  M, N, K, up_row,
                  stride_am, stride_we, stride_wn, stride_se, stride_sn, stride_sk, stride_cm,
@@ -213,19 +282,20 @@ def _gemv_kernel(a_ptr, w_ptr, s_ptr, c_ptr, rw_ptr, ids_ptr, sorted_ptr, bexp_p
     n_ok = offs_n < N
     srow_g, srow_u = _scale_rows(offs_n, up_row, ROW_BLOCK)
     a_rows = (rows // A_ROW_DIV).to(tl.int64) * stride_am
-    acc_g = tl.zeros((BM, BN), dtype=tl.float32)
-    acc_u = tl.zeros((BM, BN), dtype=tl.float32)
+    e = expert.to(tl.int64)
+    w_ptr += e * stride_we
+    s_ptr += e * stride_se
+    C: tl.constexpr = BK // GROUP if FMT == 1 else BK // (16 if FMT == 2 else 8)
+    acc_g = tl.zeros((BM, BN, C), dtype=tl.float32)
+    acc_u = tl.zeros((BM, BN, C), dtype=tl.float32)
     for k0 in range(0, K, BK):
-        a = tl.load(a_ptr + a_rows[:, None] + (k0 + tl.arange(0, BK))[None, :], mask=real[:, None],
-                    other=0.0).to(tl.float32)  # [BM, BK]
-        w = _weight_tile(w_ptr, s_ptr, expert, offs_n, srow_g, n_ok, k0, stride_we, stride_wn, stride_se,
-                         stride_sn, stride_sk, FMT, GROUP, BN, BK).to(tl.float32)
-        acc_g += tl.sum(a[:, None, :] * w[None, :, :], axis=2)
+        acc_g = _gemv_step(acc_g, a_ptr, a_rows, real, k0, w_ptr, s_ptr, offs_n, srow_g, n_ok, stride_wn,
+                           stride_sn, stride_sk, FMT, GROUP, BM, BN, BK)
         if SWIGLU:
-            w = _weight_tile(w_ptr, s_ptr, expert, up_row + offs_n, srow_u, n_ok, k0, stride_we, stride_wn,
-                             stride_se, stride_sn, stride_sk, FMT, GROUP, BN, BK).to(tl.float32)
-            acc_u += tl.sum(a[:, None, :] * w[None, :, :], axis=2)
-    _store(c_ptr, rw_ptr, acc_g, acc_u, rows, real, offs_n, N, stride_cm, SWIGLU, MUL_WEIGHT)
+            acc_u = _gemv_step(acc_u, a_ptr, a_rows, real, k0, w_ptr, s_ptr, up_row + offs_n, srow_u, n_ok,
+                               stride_wn, stride_sn, stride_sk, FMT, GROUP, BM, BN, BK)
+    _store(c_ptr, rw_ptr, tl.sum(acc_g, axis=2), tl.sum(acc_u, axis=2), rows, real, offs_n, N, stride_cm,
+           SWIGLU, MUL_WEIGHT)
 
 
 @triton.jit
