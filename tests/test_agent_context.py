@@ -73,16 +73,18 @@ def test_a_full_context_ends_the_path_with_a_note_and_the_conversation_survives(
     # the window now ends just past this conversation: no room for another answer
     used = prompt_tokens(sb, [*conv.messages, {"role": "user", "content": "And 349 times 27?"}])
     sb.context_window = used + 4
+    before = list(conv.messages)
     second = conv.ask("And 349 times 27?", final_answer_tokens=16)
     assert second.end_reason == "context_full" and second.answer is None
     (note,) = second.trajectory.find("error")
     assert note.text.startswith("the context is full (") and note.text.endswith(
         f" of {sb.context_window:,} tokens); start a new conversation")
     assert "failed" not in note.text and "GenerationError" not in note.text
-    # what the conversation holds is intact and still renders; the next turn says the same again
-    assert conv.messages[-1] == {"role": "user", "content": "And 349 times 27?"}
+    # the conversation is as it was (the question it could not take is not kept to grow it); the
+    # next turn says the same again
+    assert conv.messages == before
     again = conv.ask("Still there?")
-    assert again.end_reason == "context_full"
+    assert again.end_reason == "context_full" and conv.messages == before
     assert json.loads(second.trajectory.to_json())["meta"]["end_reason"] == "context_full"
     assert second.to_dict()["verdict"]["text"] == "no checks ran"
 
@@ -138,8 +140,9 @@ def test_the_engine_answers_before_its_window_and_then_says_it_is_full(small_win
         if r.end_reason == "context_full":
             break
     assert len(ends) > 1 and set(ends[:-1]) == {"budget:context"} and ends[-1] == "context_full", ends
-    # the note gives the conversation's own size: too full for the forced answer's prompt and tokens
-    used, size = backend.context(Prompt(conv.messages, conv.executor.tool_schemas()))  # type: ignore[misc]
+    # the note gives the size of the conversation with the question: too full for a forced answer
+    asked = [*conv.messages, {"role": "user", "content": "What is 2 + 2?"}]
+    used, size = backend.context(Prompt(asked, conv.executor.tool_schemas()))  # type: ignore[misc]
     assert size == window and used < window
     (note,) = r.trajectory.find("error")
     assert note.text == f"the context is full ({used:,} of {window:,} tokens); start a new conversation"

@@ -247,7 +247,11 @@ class Conversation:
         best = result.paths[result.chosen]
         # the chosen path's session and namespace carry the conversation on
         self.backend, self.executor = best.backend, best.executor
-        self.messages.extend(result.messages)
+        untaken = result.end_reason == "context_full" and not any(
+            m["role"] == "assistant" for m in result.messages
+        )
+        if not untaken:  # a question the full context could not take is not kept to grow it further
+            self.messages.extend(result.messages)
         self.results.append(result)
         return result
 
