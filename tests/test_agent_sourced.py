@@ -31,6 +31,20 @@ def test_a_misread_operation_names_the_number_it_made_up() -> None:
     assert sourced("Compute 348 times 27", rec("print(348 * 27)", "9396"))[0] == "passed"
 
 
+def test_a_constant_counts_only_where_the_question_names_what_it_converts() -> None:
+    """The boxes question read as a discount: 100 is "percent", but the question has no percent."""
+    boxes = "A shop sells 14 boxes with 12 pens each. How many pens is that?"
+    status, evidence, data = sourced(boxes, rec("print(round(14 * (1 - 12 / 100), 2))", "12.32"))
+    assert status == "failed" and data["unsourced"] == ["100"]
+    assert evidence.endswith("named constant the question calls for (100 is percent, cents per dollar, "
+                             "cm per m; the question names none)")
+    assert sourced(boxes, rec("print(14 * 12)", "168"))[0] == "passed"
+    assert sourced("What is 15% of 80?", rec("print(80 * 15 / 100)"))[0] == "passed"
+    assert sourced("Convert 7 dollars to cents.", rec("print(7 * 100)"))[0] == "passed"
+    assert sourced("Convert 7 boxes to crates.", rec("print(7 * 60)"))[2]["unsourced"] == ["60"]
+    assert sourced("Convert 7 hours to minutes.", rec("print(7 * 60)"))[0] == "passed"
+
+
 def test_numbers_from_the_question_in_its_formats() -> None:
     ok = [
         ("15% off 1,250 dollars?", "print(1250 * (1 - 0.15))"),  # thousands separator, percent as fraction

@@ -347,3 +347,22 @@ def test_notebook_saves_widget_state(tmp_path):
     assert all(WIDGET_VIEW in o for o in outs)
     assert "image/png" in outs[0] and "image/png" in outs[1] and "<table>" in outs[2]["text/html"]
     assert saved.cells[5].outputs[0]["data"]["text/plain"].startswith("[")
+
+
+def test_a_run_whose_last_attempt_ran_no_checks_is_judged_by_its_latest_checks() -> None:
+    """Two rolled-back attempts, then one the full context stopped: the second attempt's checks are
+    the last word (not the sum of both)."""
+    from k2nb.agent.verdict import summary
+
+    t = Trajectory("q")
+    path = t.add("path")
+    for n in (1, 2):
+        attempt = t.add("attempt", path, data={"index": n})
+        answer = t.add("answer", attempt, "It is 7.")
+        t.add_check("answer grounded in tool results", "passed", "", answer, "grounded")
+        t.add_check("numbers sourced", "failed", "2 has no source", answer, "sourced")
+        t.finish(attempt, "rolled_back")
+    last = t.add("attempt", path, data={"index": 3})
+    t.add("error", last, "the context is full (2,040 of 2,048 tokens); start a new conversation",
+          status="done")
+    assert summary(t).text == "1 of 2 checks passed; failed: numbers sourced"

@@ -9,7 +9,8 @@ whether every number literal in the code of the path's successful python calls c
 - a tool result: a number printed by a successful call that ran before the one using it (or by a
   call of an earlier turn);
 - a named constant: `CONSTANTS`, the unit, time and percent factors that no question spells out,
-  or a product of two whole ones (1200 = 12 months × 100 percent).
+  when the question names what the factor converts (100 with "%", "cents" or "cm"; 60 with hours,
+  minutes or seconds), or a product of two such (1200 = 12 months × 100 percent).
 
 "Compute 348 times 27" computed as `348 + 2 * 27` fails: 2 has no source. Literals are read with
 `ast` (strings, comments and names are not numbers), and these positions are exempt, each because
@@ -18,16 +19,17 @@ the literal there is not a quantity of the problem:
 - 0 and 1 (and -1): identities and the starts of counts (`t = 0`, `1 + r / 100`, `count + 1`);
 - subscripts and slices (`xs[-1]`, `s[n // 2]`, `w[::-1]`): positions;
 - the digit count of `round(x, 2)`: a display choice;
-- tolerances: keywords ending in `tol` (`math.isclose(a, b, abs_tol=0.01)`) and a bound compared
-  with `abs(...)` (`abs(a - b) < 0.05`);
+- tolerances: keywords ending in `tol` (`math.isclose(a, b, abs_tol=0.01)`) and the bound a
+  difference is compared with (`abs(a - b) < 0.05`, `abs(a * b - c) < b / 100`);
 - the exponents 2, 3, 0.5, 1/2 and 1/3: square, cube and their roots (`** 2` in a variance);
 - `% 2` (a parity test) and `len(s) // 2` (the middle of a sequence);
 - a mean's divisor that counts its terms: `(a + b) / 2`, `sum([a, b, c]) / 3`;
 - a `range` bound one past a sourced number (`range(1, 11)` for "1 to 10": range stops before it).
 
 What it cannot see: a number inside a string that the code converts (`float("2.5")`), and a
-misreading into a number that happens to have a source (`348 + 12 * 27` passes: 12 is a named
-constant). Code that does not parse is skipped (it did not run successfully anyway).
+misreading into a number that happens to have a source (`348 + 12 * 27` for "348 times 27 months"
+passes: 12 is months per year there). Code that does not parse is skipped (it did not run
+successfully anyway).
 """
 
 from __future__ import annotations
@@ -41,29 +43,50 @@ from typing import Any
 
 from k2nb.agent.checks import CallRecord, Number, numbers_in
 
-# Factors a question may rely on without stating them. Keep it short: every entry lets that number
-# pass anywhere, so a misreading into one of them goes unseen.
-CONSTANTS: dict[float, str] = {
-    100: "percent",
-    60: "seconds per minute, minutes per hour",
-    24: "hours per day",
-    7: "days per week",
-    12: "months per year, inches per foot, a dozen",
-    52: "weeks per year",
-    365: "days per year",
-    1000: "metric prefixes (g per kg, m per km, ml per l)",
-    3600: "seconds per hour",
-    1440: "minutes per day",
-    86400: "seconds per day",
-    2.54: "cm per inch",
-    1.609344: "km per mile",
-    2.20462: "pounds per kg",
-    0.453592: "kg per pound",
-    3.78541: "litres per US gallon",
-    32: "the Fahrenheit offset",
-    1.8: "the Fahrenheit scale (9/5)",
-    math.pi: "pi",
-}
+
+@dataclass(frozen=True, slots=True)
+class Constant:
+    """A factor a question may rely on without stating it, when it mentions what the factor converts
+    (`words`): 100 is a named constant in "15% of 80" or "dollars to cents", not in "14 boxes of 12
+    pens" (where `14 * (1 - 12 / 100)` is a misreading)."""
+
+    value: float
+    reason: str
+    words: re.Pattern[str]
+
+
+def _constant(value: float, reason: str, words: str) -> Constant:
+    return Constant(value, reason, re.compile(words, re.IGNORECASE))
+
+
+_TIME = r"\b(?:hours?|minutes?|seconds?|days?|hrs?|mins?|secs?)\b|hourly|daily"
+_MASS = r"\b(?:pounds?|lbs?|kg|kilograms?)\b"
+_TEMPERATURE = r"fahrenheit|celsius|°"
+# Keep it short: every entry lets its number pass wherever the question names its words.
+CONSTANTS: tuple[Constant, ...] = (
+    _constant(100, "percent, cents per dollar, cm per m",
+              r"%|percent|\bcents?\b|\bcm\b|centimet|\bmet(?:er|re)s?\b"),
+    _constant(60, "seconds per minute, minutes per hour", _TIME + r"|\bmph\b|km/h"),
+    _constant(24, "hours per day", r"\b(?:days?|hours?)\b|daily|hourly"),
+    _constant(7, "days per week", r"\bweeks?\b|weekly"),
+    _constant(12, "months per year, inches per foot, a dozen",
+              r"\b(?:months?|years?|inch(?:es)?|foot|feet|ft)\b|monthly|yearly|annual|dozen"),
+    _constant(52, "weeks per year", r"\b(?:weeks?|years?)\b|weekly|yearly|annual"),
+    _constant(365, "days per year", r"\b(?:days?|years?)\b|daily|yearly|annual"),
+    _constant(1000, "metric prefixes (g per kg, m per km, ml per l)",
+              r"kilo|\b(?:km|kg|grams?|ml|l)\b|met(?:er|re)|lit(?:er|re)|milli|thousand"),
+    _constant(3600, "seconds per hour", _TIME),
+    _constant(1440, "minutes per day", _TIME),
+    _constant(86400, "seconds per day", _TIME),
+    _constant(2.54, "cm per inch", r"\binch(?:es)?\b|\bcm\b|centimet"),
+    _constant(1.609344, "km per mile", r"\b(?:miles?|km|mph)\b|kilomet"),
+    _constant(2.20462, "pounds per kg", _MASS),
+    _constant(0.453592, "kg per pound", _MASS),
+    _constant(3.78541, "litres per US gallon", r"gallon|lit(?:er|re)"),
+    _constant(32, "the Fahrenheit offset", _TEMPERATURE),
+    _constant(1.8, "the Fahrenheit scale (9/5)", _TEMPERATURE),
+    _constant(math.pi, "pi", r"\bpi\b|π|circle|radius|diameter|circumference|sphere|cylinder"),
+)
 # 9 and 5 are too common to be constants on their own; written beside 32, they are °F = °C × 9/5 + 32.
 _FAHRENHEIT = (9, 5)
 # A written-out non-integer constant may be rounded (3.785 litres per gallon, 3.14 for pi).
@@ -194,10 +217,10 @@ def _exempt(tree: ast.AST) -> set[int]:
                 mark(node.right, every=False)
         elif isinstance(node, ast.Compare):
             sides = [node.left, *node.comparators]
-            if any(isinstance(s, ast.Call) and _called(s) == "abs" for s in sides):
-                for s in sides:
-                    if _literal_value(s) is not None:
-                        mark(s, every=False)
+            if any(_is_abs(side) for side in sides):  # the bound of a closeness test: a tolerance
+                for side in sides:
+                    if not _is_abs(side):
+                        mark(side)
     return out
 
 
@@ -207,6 +230,10 @@ def _exponent(node: ast.AST) -> bool:
         return True
     return (isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) and _literal_value(node.left) == 1
             and _literal_value(node.right) in (2, 3))
+
+
+def _is_abs(node: ast.AST) -> bool:
+    return isinstance(node, ast.Call) and _called(node) == "abs"
 
 
 def _is_len(node: ast.AST) -> bool:
@@ -258,21 +285,29 @@ def _same(literal: float, text: str, seen: float) -> bool:
     return "." in text and math.isclose(round(seen, decimals), literal, rel_tol=1e-9, abs_tol=1e-12)
 
 
-def constant_reason(value: float) -> str | None:
-    """Why `value` is a named constant (or a product of two whole ones: 1200 = 12 × 100 is a monthly
-    rate in percent), None if it is not."""
-    for c, reason in CONSTANTS.items():
-        if float(c).is_integer():
-            if value == c:
-                return reason
-        elif not value.is_integer() and math.isclose(value, c, rel_tol=_CONSTANT_REL_TOL):
-            return reason
+def constant_of(value: float) -> Constant | None:
+    """The named constant `value` is (a written-out one may be rounded), None if none."""
+    for c in CONSTANTS:
+        if float(c.value).is_integer():
+            if value == c.value:
+                return c
+        elif not value.is_integer() and math.isclose(value, c.value, rel_tol=_CONSTANT_REL_TOL):
+            return c
+    return None
+
+
+def constant_reason(value: float, said: str) -> str | None:
+    """Why `value` is a named constant the question `said` calls for, or a product of two of them
+    (1200 = 12 × 100: a yearly percent rate per month); None if it is not."""
+    c = constant_of(value)
+    if c is not None:
+        return c.reason if c.words.search(said) else None
     if value.is_integer():
-        whole = [c for c in CONSTANTS if float(c).is_integer()]
+        whole = [c for c in CONSTANTS if float(c.value).is_integer() and c.words.search(said)]
         for a in whole:
             for b in whole:
-                if a <= b and a * b == value:
-                    return f"{a:g} × {b:g}"
+                if a.value <= b.value and a.value * b.value == value:
+                    return f"{a.value:g} × {b.value:g}"
     return None
 
 
@@ -287,6 +322,7 @@ def numbers_sourced(
     `earlier_results`: the tool results of earlier turns. Pending when no successful python call of
     the attempt could be read."""
     given = question_values(user_texts)
+    said = "\n".join(user_texts)
     seen = [abs(n.value) for n in numbers_in(earlier_results)]
     checked = unparsed = 0
     found: dict[str, str] = {}
@@ -301,7 +337,7 @@ def numbers_sourced(
                 cell = [lit.value for lit in lits]
                 bounds = _range_bounds(rec.code)
                 for lit in lits:
-                    where = _source(lit, given, seen, cell, bounds, rec.call_id)
+                    where = _source(lit, given, seen, cell, bounds, said)
                     if where is None:
                         missing.append(lit)
                     else:
@@ -323,15 +359,16 @@ def numbers_sourced(
 
 
 def _source(lit: Literal, given: list[float], seen: list[float], cell: list[float],
-            bounds: list[float], call_id: str) -> str | None:
+            bounds: list[float], said: str) -> str | None:
     if any(_same(lit.value, lit.text, v) for v in given):
         return "question"
     if any(_same(lit.value, lit.text, v) for v in seen):
         return "tool result"
-    reason = constant_reason(lit.value)
+    reason = constant_reason(lit.value, said)
     if reason is not None:
         return reason
-    if lit.value in _FAHRENHEIT and 32 in cell and all(f in cell for f in _FAHRENHEIT):
+    fahrenheit = 32 in cell and all(f in cell for f in _FAHRENHEIT) and constant_reason(32.0, said)
+    if lit.value in _FAHRENHEIT and fahrenheit:
         return "the Fahrenheit ratio 9/5"
     if lit.value in bounds and any(math.isclose(lit.value - 1, v) for v in given + seen):
         return "a range bound one past a given number"
@@ -340,7 +377,7 @@ def _source(lit: Literal, given: list[float], seen: list[float], cell: list[floa
 
 def _missing_sentence(missing: Sequence[Literal], user_texts: Sequence[str]) -> str:
     """The failure, as the model reads it before it retries: which number, where, and what the
-    question does give."""
+    question does give (and, for a constant the question does not call for, what it would be)."""
     first = missing[0]
     names = list(dict.fromkeys(m.text for m in missing))
     which = ", ".join(names[:4]) + (f" (+{len(names) - 4} more)" if len(names) > 4 else "")
@@ -348,5 +385,9 @@ def _missing_sentence(missing: Sequence[Literal], user_texts: Sequence[str]) -> 
     given = list(dict.fromkeys(n.text for text in user_texts for n in numbers_in(text)))
     numbers = f" ({', '.join(given[:8])})" if given else ""
     verb = "is" if len(names) == 1 else "are"
-    return (f"{which} in `{line}` {verb} not a number of the question{numbers}, of a tool result or a "
-            "named constant")
+    sentence = f"{which} in `{line}` {verb} not a number of the question{numbers}, of a tool result or a "
+    unasked = [(m.text, c) for m in missing if (c := constant_of(m.value)) is not None]
+    if not unasked:
+        return sentence + "named constant"
+    text, c = unasked[0]
+    return sentence + f"named constant the question calls for ({text} is {c.reason}; the question names none)"

@@ -110,12 +110,31 @@ def other_path_nodes(trajectory: Trajectory) -> set[str]:
 
 
 def counted(trajectory: Trajectory) -> list[Check]:
-    """The checks the verdict counts: not superseded (unless every one is: such a run failed) and
-    not of a path the run did not choose."""
+    """The checks the verdict counts: not superseded and not of a path the run did not choose. When
+    every check was superseded (the last attempt ran none: its context was full, or it was stopped),
+    those of the latest attempt that ran checks: the last word on the run, and it failed."""
     gone = superseded_nodes(trajectory)
-    current = [c for c in trajectory.checks if c.node not in gone] or list(trajectory.checks)
     others = other_path_nodes(trajectory)
-    return [c for c in current if c.node not in others]
+    mine = [c for c in trajectory.checks if c.node not in others]
+    current = [c for c in mine if c.node not in gone]
+    if current or not mine:
+        return current
+    attempt = {c.id: _attempt_of(trajectory, c.node) for c in mine}
+    order = {node_id: i for i, node_id in enumerate(trajectory.nodes)}
+    last = max(attempt.values(), key=lambda a: order.get(a, -1) if a is not None else -1)
+    return [c for c in mine if attempt[c.id] in (last, None)]
+
+
+def _attempt_of(trajectory: Trajectory, node_id: str | None) -> str | None:
+    """The attempt node a check's node lies in (None for the run's own checks, e.g. paths agree)."""
+    while node_id is not None:
+        node = trajectory.nodes.get(node_id)
+        if node is None:
+            return None
+        if node.kind == "attempt":
+            return node.id
+        node_id = node.parent
+    return None
 
 
 def summary(trajectory: Trajectory) -> Summary:
