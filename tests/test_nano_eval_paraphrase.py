@@ -208,6 +208,7 @@ def test_outcomes_count_abstentions_apart_from_confident_wrong_answers():
     assert "abstentions (unanswerable)       50.0%   (1/2" in text
     assert "hand-written paraphrase problems" in text and "recovery after" not in text
     assert "arithmetic    2/5 as arithmetic; abstained 1, no_call 1, percent 1" in text
+    assert "unanswerable  1/2 abstained; percent 1" in text
     assert "NOT met (0.333333 vs at most 0.05)" in text
 
 

@@ -276,12 +276,18 @@ def _metric_lines(report: dict[str, Any]) -> list[str]:
         *lines,
         "  by family                        "
         + "  ".join(f"{f} {_pct(a)}" for f, a in report["accuracy_by_family"].items()),
-        "  misses (tools) by kind           "
-        + ("  ".join(f"{k} {n}" for k, n in report["misses_by_kind"].get("tools", {}).items()) or "none"),
+        "  misses (tools) by kind           " + _top(report["misses_by_kind"].get("tools", {})),
         *_confusion_lines(report),
         "  load balance max/mean            "
         + "  ".join(f"L{b['layer']} {b['max_over_mean']}" for b in report["experts"]["load_balance"]),
     ]
+
+
+def _top(counts: dict[str, int], n: int = 12) -> str:
+    """The first ``n`` of ``counts`` (most first), then how many more; eval.json has them all."""
+    shown = "  ".join(f"{k} {v}" for k, v in list(counts.items())[:n]) or "none"
+    rest = len(counts) - n
+    return shown + (f"  … {rest} more kinds in eval.json" if rest > 0 else "")
 
 
 def _answer_lines(report: dict[str, Any]) -> list[str]:
@@ -309,8 +315,10 @@ def _confusion_lines(report: dict[str, Any]) -> list[str]:
     lines = ["  family confusion (expected: runs that looked like another family)"]
     for fam, row in table.items():
         total = sum(row.values())
-        others = ", ".join(f"{k} {n}" for k, n in row.items() if k != fam)
-        lines.append(f"    {fam:<13} {row.get(fam, 0)}/{total} as {fam}" + (f"; {others}" if others else ""))
+        # a question without an answer is right when it abstains: that is its diagonal
+        right, words = ("abstained", "abstained") if fam == "unanswerable" else (fam, f"as {fam}")
+        others = ", ".join(f"{k} {n}" for k, n in row.items() if k != right)
+        lines.append(f"    {fam:<13} {row.get(right, 0)}/{total} {words}" + (f"; {others}" if others else ""))
     return lines
 
 
