@@ -21,9 +21,11 @@ Which rows a program multiplies (``ROUTING``):
 - ``SORTED``: ``BM`` copies of one expert, from the ``moe_align`` tables (`triton_moe.py`): a block's
   expert, its number of real rows, and the copy index of each row.
 
-Two kernels share the row mapping and the weight-tile loader: ``_gemv_kernel`` (a broadcast multiply
-and reduce in fp32 registers: few rows per weight tile, i.e. decode; no shared-memory round trip of
-the dequantized tile) and ``_dot_kernel`` (``tl.dot`` on tensor cores: many rows per expert, prefill).
+Two kernels share the row mapping: ``_gemv_kernel`` (few rows per weight tile, i.e. decode: multiply
+and add in fp32 registers, every tensor in the weight tile's own layout, per-chunk partial sums kept
+in their thread and one cross-thread sum at the end; the int4 nibbles become floats in place, two
+integer ops and a subtract each, see `_nibble`) and ``_dot_kernel`` (``tl.dot`` on tensor cores on a
+dequantized tile: many rows per expert, prefill).
 ``SWIGLU`` reads gate rows ``n`` and up rows ``n + up_row`` of the same stacked ``w13`` and writes
 ``silu(gate) · up`` (the MoE intermediate is never stored twice as wide).
 """
@@ -231,14 +233,20 @@ def _gemv_step(acc, a_ptr, a_rows, real, k0, w_ptr, s_ptr, wrows, srows, n_ok, s
         group = k0 // GROUP + tl.arange(0, C)
         scale = tl.load(s_ptr + srows[:, None] * stride_sn + group[None, :] * stride_sk, mask=n_ok[:, None],
                         other=0.0).to(tl.float32)  # [BN, C]
-        if BM == 1:  # decode: every tensor in the words' layout, nothing crosses threads
-            high = words >> 16
-            part = tl.zeros((BN, C, WG), dtype=tl.float32)
+        if BM == 1:  # decode: 2-D tiles, one contiguous run of words per row, in the words' layout
+            W: tl.constexpr = BK // 8
+            word1 = k0 // 8 + tl.arange(0, W)  # [W]
+            words1 = tl.load(w_ptr + wrows[:, None] * stride_wn + word1[None, :], mask=n_ok[:, None],
+                             other=0).to(tl.uint32, bitcast=True)  # [BN, W]
+            high1 = words1 >> 16
+            part1 = tl.zeros((BN, W), dtype=tl.float32)
             for j in tl.static_range(8):
-                q = _nibble(words, high, j)
-                a = tl.load(a_ptr + a_rows + word * 8 + j, mask=real, other=0.0).to(tl.float32)  # [C, WG]
-                part += q * a[None, :, :]
-            return acc + (tl.sum(part, axis=2) * scale)[None, :, :]
+                a1 = tl.load(a_ptr + a_rows + word1 * 8 + j, mask=real, other=0.0).to(tl.float32)  # [W]
+                part1 += _nibble(words1, high1, j) * a1[None, :]
+            # each word's group scale (GROUP / 8 words share one; the repeated loads hit L1)
+            scale1 = tl.load(s_ptr + srows[:, None] * stride_sn + (word1 // WG)[None, :] * stride_sk,
+                             mask=n_ok[:, None], other=0.0).to(tl.float32)  # [BN, W]
+            return acc + (part1 * scale1)[None, :, :]
         else:
             high = words >> 16
             part = tl.zeros((BM, BN, C, WG), dtype=tl.float32)
@@ -285,7 +293,7 @@ def _gemv_kernel(a_ptr, w_ptr, s_ptr, c_ptr, rw_ptr, ids_ptr, sorted_ptr, bexp_p
     e = expert.to(tl.int64)
     w_ptr += e * stride_we
     s_ptr += e * stride_se
-    C: tl.constexpr = BK // GROUP if FMT == 1 else BK // (16 if FMT == 2 else 8)
+    C: tl.constexpr = (BK // 8 if BM == 1 else BK // GROUP) if FMT == 1 else BK // (16 if FMT == 2 else 8)
     acc_g = tl.zeros((BM, BN, C), dtype=tl.float32)
     acc_u = tl.zeros((BM, BN, C), dtype=tl.float32)
     for k0 in range(0, K, BK):

@@ -48,15 +48,19 @@ class MoeConfig:
 
 
 def moe_config(m: int, n_experts: int, fmt: str) -> MoeConfig:
-    """Default tiling for M token copies over E experts. Decode (few copies) takes the broadcast-reduce
-    kernel, one program per copy; many copies per expert take tensor cores. bench/gpu_moe.py --sweep
-    times the alternatives on a GPU; these defaults are where its table should be written back."""
-    bk = 256 if fmt == INT4 else 128
-    if m <= 16:
-        return MoeConfig(1, GemmConfig("gemv", 1, 32, bk), GemmConfig("gemv", 1, 32, bk))
+    """Default tiling for M token copies over E experts (bench/gpu_moe.py --sweep times alternatives
+    on a GPU; measured winners belong here).
+
+    Up to 2·E copies (decode and small batches: few copies share an expert, and those that do run in
+    the same wave, so the repeated tile reads tend to hit L2) take the broadcast-reduce kernel with
+    one program per copy; int4 tiles are wide (64 / 128 rows of 256 columns) so that each thread's
+    activations serve several weight rows (~6 instructions per weight in sm_90 SASS, nothing through
+    shared memory). More copies take tensor cores on blocks of one expert's copies."""
+    if m <= 2 * n_experts:
+        if fmt == INT4:
+            return MoeConfig(1, GemmConfig("gemv", 1, 64, 256), GemmConfig("gemv", 1, 128, 256))
+        return MoeConfig(1, GemmConfig("gemv", 1, 32, 128), GemmConfig("gemv", 1, 64, 128))
     per_expert = m / n_experts
-    if per_expert <= 2:
-        return MoeConfig(4, GemmConfig("gemv", 4, 32, bk), GemmConfig("gemv", 4, 32, bk))
     bm = 16 if per_expert <= 16 else 32 if per_expert <= 64 else 64
     dot = GemmConfig("dot", bm, 64 if bm <= 32 else 128, 64, 4, 3)
     return MoeConfig(bm, dot, dot)
