@@ -188,37 +188,41 @@ def time_calls(torch: Any, dev: Any, calls: list[Callable[[], Any]], graph: bool
 
 def bench_moe(torch: Any, dev: Any, shape: dict[str, int], batches: list[int], peak: float | None,
               copy: float | None, sweep: bool) -> None:
+    formats = [("int4", "triton W4A16 (int4)"), ("fp8", "triton fp8-block"), ("bf16", "triton bf16"),
+               ("bf16-torch", "torch bf16 (ops.dense)")]
+    for fmt, label in formats:
+        bench_format(torch, dev, shape, batches, peak, copy, sweep and fmt == "int4", fmt, label)
+        if dev.type == "cuda":
+            torch.cuda.empty_cache()  # this format's weights are gone with bench_format's frame
+
+
+def bench_format(torch: Any, dev: Any, shape: dict[str, int], batches: list[int], peak: float | None,
+                 copy: float | None, sweep: bool, fmt: str, label: str) -> None:
     from k2nb.engine.ops import dense, int4, triton_moe
 
     h, inter, e, k = shape["hidden"], shape["inter"], shape["experts"], shape["top_k"]
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float16  # the interpreter has no bf16
-    formats = [("int4", "triton W4A16 (int4)"), ("fp8", "triton fp8-block"), ("bf16", "triton bf16"),
-               ("bf16-torch", "torch bf16 (ops.dense)")]
-    for fmt, label in formats:
-        wfmt = "bf16" if fmt.startswith("bf16") else fmt
-        w13, w2 = make_experts(torch, wfmt, e, h, inter, dev, dtype)
-        per_expert = (weight_bytes(w13) + weight_bytes(w2)) / e
-        op_fmt = {"int4": "int4", "fp8": "fp8", "bf16": "dense"}[wfmt]
-        if fmt == "int4":
-            check_int4(torch, dev, w13, w2, dtype, h, e, k, int4, triton_moe)
-        for t in batches:
-            rs = routings(torch, t, e, k, dev, ROUTINGS, seed=t)
-            x = torch.randn(t, h, dtype=dtype, device=dev)
-            distinct = statistics.mean(len(torch.unique(ids).tolist()) for _, ids in rs)
-            nbytes = distinct * per_expert + t * h * 2 * 2 + t * k * (inter + h) * 2 * 2
-            if fmt == "bf16-torch":  # not graph-captured: its per-expert path reads counts on the host
-                calls = [partial(dense.moe_experts, x, w, i, w13, w2) for w, i in rs]
-            else:
-                calls = [partial(triton_moe.fused_moe, x, w, i, w13, w2, op_fmt) for w, i in rs]
-            with torch.inference_mode():
-                graph_s, eager_s = time_calls(torch, dev, calls, graph=fmt != "bf16-torch")
-            add_moe_row(label, t, nbytes, graph_s, eager_s, peak, copy,
-                        f"{distinct:.1f} distinct experts, {size(nbytes)}")
-            if sweep and fmt == "int4":
-                sweep_int4(torch, dev, x, rs, w13, w2, t, e, nbytes, peak, copy, triton_moe)
-        del w13, w2
-        if dev.type == "cuda":
-            torch.cuda.empty_cache()
+    wfmt = "bf16" if fmt.startswith("bf16") else fmt
+    w13, w2 = make_experts(torch, wfmt, e, h, inter, dev, dtype)
+    per_expert = (weight_bytes(w13) + weight_bytes(w2)) / e
+    op_fmt = {"int4": "int4", "fp8": "fp8", "bf16": "dense"}[wfmt]
+    if fmt == "int4":
+        check_int4(torch, dev, w13, w2, dtype, h, e, k, int4, triton_moe)
+    for t in batches:
+        rs = routings(torch, t, e, k, dev, ROUTINGS, seed=t)
+        x = torch.randn(t, h, dtype=dtype, device=dev)
+        distinct = statistics.mean(len(torch.unique(ids).tolist()) for _, ids in rs)
+        nbytes = distinct * per_expert + t * h * 2 * 2 + t * k * (inter + h) * 2 * 2
+        if fmt == "bf16-torch":  # not graph-captured: its per-expert path reads counts on the host
+            calls = [partial(dense.moe_experts, x, w, i, w13, w2) for w, i in rs]
+        else:
+            calls = [partial(triton_moe.fused_moe, x, w, i, w13, w2, op_fmt) for w, i in rs]
+        with torch.inference_mode():
+            graph_s, eager_s = time_calls(torch, dev, calls, graph=fmt != "bf16-torch")
+        add_moe_row(label, t, nbytes, graph_s, eager_s, peak, copy,
+                    f"{distinct:.1f} distinct experts, {size(nbytes)}")
+        if sweep:
+            sweep_int4(torch, dev, x, rs, w13, w2, t, e, nbytes, peak, copy, triton_moe)
 
 
 def add_moe_row(label: str, t: int, nbytes: float, graph_s: float, eager_s: float, peak: float | None,
@@ -361,6 +365,7 @@ def read_per_token(torch: Any, model: Any) -> float:
 
 def bench_decode(torch: Any, dev: Any, moe_layers: int, smoke: bool, peak: float | None, new: int) -> None:
     from k2nb.engine import generate
+    from k2nb.engine.ops import weight_format
 
     dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
     cfg = k2_config(moe_layers, smoke)
@@ -372,7 +377,7 @@ def bench_decode(torch: Any, dev: Any, moe_layers: int, smoke: bool, peak: float
         tps = result.decode_tokens_per_second
         nbytes = read_per_token(torch, model)
         gbps = nbytes * tps
-        experts = type(model.moe_layers()[0].experts.w13).__name__
+        experts = weight_format(model.moe_layers()[0].experts.w13)
         note = (f"{cfg['num_hidden_layers']} layers ({moe_layers} MoE, experts {experts}), "
                 f"{size(nbytes)} read per token, {size(model.nbytes())} of weights")
         ROWS.append(Row("decode", f"K2-shaped model, {fmt}", 1, 1e6 / tps, None, gbps / 1e9,

@@ -370,19 +370,27 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture(scope="module")
 def results() -> dict[str, dict[str, Any]]:
+    """Every case's report. On the GPU the cases are split over parallel processes: compiling the
+    kernels (single-threaded per kernel) is most of their time there."""
     env = dict(os.environ, OMP_NUM_THREADS="1")
     if not ON_GPU:
         env["TRITON_INTERPRET"] = "1"
-    proc = subprocess.run([sys.executable, __file__, *CASES], capture_output=True, text=True, env=env,
-                          timeout=600, cwd=Path(__file__).resolve().parents[1])
-    found = {}
-    for line in proc.stdout.splitlines():
-        if line.startswith("{"):
-            r = json.loads(line)
-            found[r["case"]] = r
+    names = list(CASES)
+    workers = min(8, os.cpu_count() or 1) if ON_GPU else 1
+    root = Path(__file__).resolve().parents[1]
+    procs = [subprocess.Popen([sys.executable, __file__, *names[i::workers]], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, env=env, cwd=root) for i in range(workers)]
+    found, errors = {}, []
+    for proc in procs:
+        out, err = proc.communicate(timeout=600)
+        for line in out.splitlines():
+            if line.startswith("{"):
+                r = json.loads(line)
+                found[r["case"]] = r
+        if proc.returncode:
+            errors.append(f"exit {proc.returncode}: {err[-3000:]}")
     if not found:
-        pytest.fail(f"the kernel subprocess reported nothing (exit {proc.returncode}):\n"
-                    f"{proc.stderr[-3000:]}")
+        pytest.fail("the kernel subprocesses reported nothing:\n" + "\n".join(errors))
     return found
 
 
