@@ -117,6 +117,8 @@ def test_code_that_does_not_parse_or_did_not_run_is_not_judged() -> None:
     assert sourced("q 2", rec("print(9)", "error", ok=False))[:2] == ("pending", "no python call succeeded")
     # IPython's magics in a notebook cell are read around
     assert sourced("Compute 348 times 27", rec("%time x = 348 * 27\nprint(x * 2)"))[2]["unsourced"] == ["2"]
+    assert sourced("Compute 348 times 27", rec("for _ in [0]:\n    !ls\n    print(348 * 27 * 2)"))[2][
+        "unsourced"] == ["2"]
     # non-python tools are not judged; code without numbers of its own passes
     other = CallRecord("functions.lookup:0", "lookup", None, "9.81", True, "n0", arguments='{"n": 3}')
     assert sourced("q", other)[0] == "pending"

@@ -161,7 +161,8 @@ def _parse(code: str) -> ast.Module | None:
     except (SyntaxError, ValueError):
         pass
     # a notebook cell may hold IPython's %magic and !shell lines: read the python around them
-    lines = ["pass" if line.lstrip().startswith(("%", "!")) else line for line in code.splitlines()]
+    lines = [line[: len(line) - len(line.lstrip())] + "pass" if line.lstrip().startswith(("%", "!")) else line
+             for line in code.splitlines()]
     try:
         return ast.parse("\n".join(lines))
     except (SyntaxError, ValueError):
