@@ -2,7 +2,7 @@
 # One prepared script for a lent GPU machine: the CUDA tests, then the kernel and decode benchmarks.
 #
 #   bash bench/gpu_check.sh [STEP ...]     steps: env tests_triton tests_engine bench_moe bench_engine
-#                                          (default all, in that order; about 6 minutes on an H200)
+#                                          (default all, in that order; limits sum to under 10 minutes)
 #
 # Output goes to stdout and each step's log to $OUT/STEP.txt (default runs/gpu/); bench_moe also
 # writes $OUT/gpu_moe.json. It installs nothing: the machine it is written for (one H200, see
@@ -51,11 +51,11 @@ if [[ " ${failed[*]-} " == *" env "* ]]; then
     echo "FAILED: $PY has no usable CUDA torch and triton; nothing else can run"
     exit 1
 fi
-step tests_triton 180 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_triton_moe.py
-step tests_engine 150 "$PY" -m pytest -q -p no:cacheprovider tests/test_engine_ops.py tests/test_engine_quant.py \
+step tests_triton 150 "$PY" -m pytest -q -x -p no:cacheprovider tests/test_triton_moe.py
+step tests_engine 100 "$PY" -m pytest -q -p no:cacheprovider tests/test_engine_ops.py tests/test_engine_quant.py \
     tests/test_engine_reference.py tests/test_engine_generate.py tests/test_engine_loader.py
-step bench_moe 300 "$PY" bench/gpu_moe.py --sweep --json "$OUT/gpu_moe.json"
-step bench_engine 90 "$PY" bench/engine_vs_transformers.py --device cuda --dtype bfloat16 --prompt 512 --new 128
+step bench_moe 240 "$PY" bench/gpu_moe.py --sweep --json "$OUT/gpu_moe.json"
+step bench_engine 45 "$PY" bench/engine_vs_transformers.py --device cuda --dtype bfloat16 --prompt 512 --new 128
 
 if ((${#failed[@]})); then
     echo "FAILED steps: ${failed[*]} (logs in $OUT)"
