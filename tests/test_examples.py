@@ -108,7 +108,7 @@ def check_quickstart(nb: Any) -> None:
     assert "23 * 60" in calls and calls.count("result:") >= 2  # computed, then verified
     assert "passed" in text_of(cell_starting(nb, "for check in k2_last.checks"))
     model = text_of(cell_starting(nb, "%k2model"))
-    assert "kimi_k2" in model and "16 experts top-2" in model
+    assert "deepseek_v3" in model and "16 experts top-2" in model
     assert has_number(result_answer(cell_starting(nb, "%%k2think --no-dashboard\nWhat if")), 45 * 60)
     by_hand = numbers(text_of(cell_starting(nb, "speed * hours")))[-1]
     assert by_hand == 84 * 7
