@@ -54,7 +54,7 @@ def moe_config(m: int, n_experts: int, fmt: str) -> MoeConfig:
     Up to 2·E copies (decode and small batches: few copies share an expert, and those that do run in
     the same wave, so the repeated tile reads tend to hit L2) take the broadcast-reduce kernel with
     one program per copy; int4 tiles are wide (64 / 128 rows of 256 columns) so that each thread's
-    activations serve several weight rows (~6 instructions per weight in sm_90 SASS, nothing through
+    activations serve several weight rows (~4.7 instructions per weight in sm_90 SASS, nothing through
     shared memory). More copies take tensor cores on blocks of one expert's copies."""
     if m <= 2 * n_experts:
         if fmt == INT4:
