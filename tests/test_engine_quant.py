@@ -20,8 +20,8 @@ from quant_checkpoints import (
 )
 from safetensors.torch import load_file
 
-from k2nb.engine import hf_tensors, load_model, save_checkpoint
-from k2nb.engine.ops import dense, fp8, int4
+from k2nb.engine import hf_tensors, load_model, ops, save_checkpoint
+from k2nb.engine.ops import dense, fp8, int4, int4_cpu
 from k2nb.engine.quantize import k2_thinking_quantization_config, quantize_checkpoint
 
 pytest.importorskip("compressed_tensors")
@@ -105,15 +105,36 @@ def test_int4_in_bfloat16_compute(k2_int4):
     assert torch.nn.functional.cosine_similarity(got.flatten(), expected.flatten(), dim=0) > 0.99
 
 
-def test_int4_weights_stay_packed_in_memory(k2_int4):
+@pytest.mark.parametrize("dtype, fmt, scale_bytes", [
+    ("float32", "int4", 2),  # the published layout: a bfloat16 scale per group of 32
+    ("bfloat16", "int4_cpu", 4),  # torch's CPU int4 layout: (scale, zero) per group
+])
+def test_int4_weights_stay_packed_in_memory(k2_int4, dtype, fmt, scale_bytes):
     folder, reference = k2_int4
-    packed = load_model(folder, dtype="bfloat16", progress=False)
-    plain = load_model(reference, dtype="bfloat16", progress=False)
+    packed = load_model(folder, dtype=dtype, progress=False)
+    plain = load_model(reference, dtype=dtype, progress=False)
     experts = [m for moe in packed.moe_layers() for m in (moe.experts.w13, moe.experts.w2)]
-    assert sum(e.nbytes for e in experts) == sum(e.numel() for e in experts) * (0.5 + 2 / 32)
-    nbytes = [sum(p.numel() * p.element_size() for p in m.parameters()) for m in (packed, plain)]
-    dense_experts = sum(m.numel() * 2 for m in experts)
-    assert nbytes[1] - nbytes[0] == dense_experts - sum(e.nbytes for e in experts)
+    assert {e.format for e in experts} == {fmt}
+    assert sum(e.nbytes for e in experts) == sum(e.numel() for e in experts) * (0.5 + scale_bytes / 32)
+    dense_experts = sum(m.numel() * plain.dtype.itemsize for m in experts)
+    assert plain.nbytes() - packed.nbytes() == dense_experts - sum(e.nbytes for e in experts)
+    assert packed.num_parameters() == plain.num_parameters()
+
+
+def test_the_cpu_int4_layout_converts_back_exactly_and_computes_the_same_products():
+    g = torch.Generator().manual_seed(4)
+    w = int4.quantize(torch.randn(3, 96, 256, generator=g) * 0.1, 32, dtype=torch.bfloat16)
+    cpu = ops.prepare(w)
+    assert isinstance(cpu, int4_cpu.Int4CpuWeight) and cpu.tiles.dtype == torch.uint8
+    back = cpu.to_int4()
+    assert torch.equal(back.packed, w.packed) and torch.equal(back.scale, w.scale)
+    x = torch.randn(4, 256, generator=g).to(torch.bfloat16)
+    expected = x.float() @ w.dequantize(torch.float32)[2].T
+    got = int4_cpu._matmul(x, *cpu.experts()[2], 32).float()
+    assert (got - expected).abs().max() < 0.02 * expected.abs().max()  # bfloat16 activations and output
+    # what the CPU kernel does not take stays in the published layout: 40 rows, float32 compute
+    assert ops.prepare(int4.quantize(torch.randn(40, 64), 32, dtype=torch.bfloat16)).format == "int4"
+    assert ops.prepare(int4.quantize(torch.randn(48, 64), 32, dtype=torch.float32)).format == "int4"
 
 
 def test_a_packed_model_saves_as_it_was_published(k2_int4, tmp_path):
@@ -143,8 +164,6 @@ def test_int4_experts_agree_with_dense_experts_on_their_dequantized_weights():
     ids = torch.stack([torch.randperm(8, generator=g)[:3] for _ in range(5)])
     weights = torch.rand(5, 3, generator=g)
     expected = dense.moe_experts(x, weights, ids, w13.dequantize(), w2.dequantize())
-    from k2nb.engine import ops
-
     assert torch.allclose(ops.moe_experts(x, weights, ids, w13, w2), expected, atol=1e-5)
 
 
@@ -241,8 +260,11 @@ def test_inspect_reports_the_format_and_the_real_bytes(k2_int4, tmp_path):
     assert info["quantization"] == {"method": "compressed-tensors", "format": "int4", "group_size": 32,
                                     "block": None}
     assert info["format"].startswith("INT4 compressed-tensors pack-quantized, symmetric, group 32")
-    for dtype in ("bfloat16", "float32"):
-        assert info["memory_bytes"][dtype] == load_model(folder, dtype=dtype, progress=False).nbytes()
+    assert info["memory_bytes"]["float32"] == load_model(folder, dtype="float32", progress=False).nbytes()
+    # bfloat16 on the CPU: the experts in torch's int4 layout, which adds a zero point per scale
+    on_cpu = load_model(folder, dtype="bfloat16", progress=False)
+    zeros = sum(m.numel() // 32 * 2 for moe in on_cpu.moe_layers() for m in (moe.experts.w13, moe.experts.w2))
+    assert info["memory_bytes"]["bfloat16"] == on_cpu.nbytes() - zeros
     dense = inspect_checkpoint(reference)
     assert info["parameters_total"] == dense["parameters_total"]
     assert info["memory_bytes"]["dense_bfloat16"] == dense["parameters_total"] * 2

@@ -24,7 +24,7 @@ from . import names
 from .config import ConfigError, ModelConfig, QuantizationConfig
 from .errors import CheckpointError, K2nbError
 from .model import K2Model
-from .ops import PackedWeight
+from .ops import PackedWeight, prepare
 from .ops.fp8 import Fp8BlockWeight
 from .ops.int4 import Int4Weight
 
@@ -347,6 +347,9 @@ def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[
             state[stack] = (type(first).stack(grid) if isinstance(first, PackedWeight)
                             else names.stack_experts(grid))
             parts.clear()
+        for name, value in state.items():  # packed weights in their device kernels' layout
+            if isinstance(value, PackedWeight):
+                state[name] = prepare(value)
     except BaseException:
         state.clear()
         raise

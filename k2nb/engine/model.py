@@ -31,9 +31,11 @@ class RMSNorm(nn.Module):
         self.eps = eps
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xf = x.float()
-        xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
-        return self.weight * xf.to(x.dtype)
+        # x · rsqrt(mean(x²) + eps) in float32 as one op (the same arithmetic as writing it out);
+        # conversions only where the dtype changes (a decode step has ~40 norms)
+        xf = x if x.dtype == torch.float32 else x.float()
+        y = torch.rms_norm(xf, (xf.shape[-1],), eps=self.eps)
+        return self.weight * (y if y.dtype == x.dtype else y.to(x.dtype))
 
 
 class Linear(nn.Linear):
@@ -112,7 +114,10 @@ class MLA(nn.Module):
             latent = cache.write(layer, ckv, kpe)[:, None]  # [B, 1, S, R+dr] = [c_kv | k_pe]
             S = latent.shape[2]
             w = ops.dense_weight(self.kv_b_proj.weight).view(H, dn + dv, R)
-            q_lat = torch.einsum("bhtd,hdr->bhtr", q_nope, w[:, :dn])  # [B, H, T, R]
+            # one sequence: a batched matmul per head, what the einsum computes for B = 1 (bit for bit)
+            # without parsing its equation every step
+            q_lat = (torch.matmul(q_nope, w[:, :dn]) if B == 1
+                     else torch.einsum("bhtd,hdr->bhtr", q_nope, w[:, :dn]))  # [B, H, T, R]
             # Every head attends over the same single-"head" latents: keys [c_kv | k_pe], values c_kv.
             # Passing the cache view as the values too (and dropping the last dr output columns) keeps
             # one head width for SDPA's fused kernel without copying the cache: GQA with one KV head.
@@ -122,7 +127,8 @@ class MLA(nn.Module):
             o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
                                                    attn_mask=visible, scale=self.scale,
                                                    enable_gqa=True)[..., :R]  # [B, H, T, R]
-            o = torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:])  # [B, H, T, dv]
+            o = (torch.matmul(o_lat, w[:, dn:].transpose(1, 2)) if B == 1
+                 else torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:]))  # [B, H, T, dv]
         return self.o_proj(o.transpose(1, 2).reshape(B, T, H * dv))
 
 
@@ -167,15 +173,19 @@ class MoE(nn.Module):
         B, T, D = x.shape
         flat = x.reshape(-1, D)  # [N, D]
         # The router is float32 and never quantized (K2's quantized checkpoints leave it dense).
-        logits = F.linear(flat.float(), self.gate.weight.float())  # [N, E] float32
+        logits = F.linear(flat if flat.dtype == torch.float32 else flat.float(),
+                          self.gate.weight.float())  # [N, E] float32
         weights, ids = route(logits, self.gate.e_score_correction_bias, self.cfg)
         if record is not None:
             record.append((weights, ids))
         if self.training:
             self.expert_load = torch.bincount(ids.reshape(-1), minlength=self.cfg.n_routed_experts).float()
+        shared = None
+        if self.shared_experts is not None and flat.shape[0] == 1 and flat.device.type == "cpu":
+            shared = ops.WORKERS.start(self.shared_experts, flat)  # decode: beside the routed experts
         out = self.experts(flat, weights, ids)
         if self.shared_experts is not None:
-            out = out + self.shared_experts(flat)
+            out = out + (shared.result() if shared is not None else self.shared_experts(flat))
         return out.view(B, T, D)
 
 

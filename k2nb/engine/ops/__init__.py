@@ -5,6 +5,8 @@ Every matrix product of the model goes through one of three operations:
     linear(x, weight, bias=None)                      x [..., in] → [..., out]
     moe_experts(x, topk_weights, topk_ids, w13, w2)   x [N, D], topk_* [N, k] → Σ_k w_k · expert_k(x), [N, D]
     dense_weight(weight)                              the weight as a plain [out, in] matrix
+    prepare(weight)                                   once at load: the weight in the layout its device's
+                                                      kernels read best (the weight itself if none)
 
 (`w13 [E, 2I, D]` holds each routed expert's gate rows then up rows, `w2 [E, D, I]` its down
 projection; `dense_weight` serves MLA's absorbed decode, which folds kv_b's matrix into the query.)
@@ -23,8 +25,9 @@ from __future__ import annotations
 import torch
 
 from ..errors import K2nbError
-from . import dense, fp8, int4  # noqa: F401  (each registers its format's kernels)
+from . import dense, fp8, int4, int4_cpu  # noqa: F401  (each registers its format's kernels)
 from .registry import DENSE_DTYPES, KERNELS, PackedWeight, kernel, register, unregister, weight_format
+from .threads import WORKERS
 
 
 def linear(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
@@ -45,12 +48,21 @@ def moe_experts(
     return kernel("moe_experts", w13, x.device)(x, topk_weights, topk_ids, w13, w2)
 
 
+def prepare(weight: PackedWeight) -> PackedWeight:
+    """A packed weight in the layout its device's kernels read best — e.g. INT4 on the CPU in
+    bfloat16 becomes torch's tiled int4 layout (`int4_cpu`) — or the weight itself. Called once per
+    weight at load."""
+    key = ("prepare", weight_format(weight))
+    fn = KERNELS.get((*key, weight.device.type)) or KERNELS.get((*key, None))
+    return fn(weight) if fn is not None else weight
+
+
 def dense_weight(weight: torch.Tensor) -> torch.Tensor:
     """The weight as a plain ``[out, in]`` matrix in the compute dtype (dequantized if it is packed)."""
     return kernel("dense_weight", weight, weight.device)(weight)
 
 
 __all__ = [
-    "DENSE_DTYPES", "KERNELS", "PackedWeight", "dense_weight", "kernel", "linear", "moe_experts", "register",
-    "unregister", "weight_format",
+    "DENSE_DTYPES", "KERNELS", "PackedWeight", "WORKERS", "dense_weight", "kernel", "linear", "moe_experts",
+    "prepare", "register", "unregister", "weight_format",
 ]

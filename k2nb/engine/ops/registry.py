@@ -11,7 +11,7 @@ from torch import nn
 
 from ..errors import K2nbError
 
-Op = Literal["linear", "moe_experts", "dense_weight"]
+Op = Literal["linear", "moe_experts", "dense_weight", "prepare"]
 F = TypeVar("F", bound=Callable[..., torch.Tensor])
 
 DENSE_DTYPES = frozenset({torch.float32, torch.bfloat16, torch.float16, torch.float64})
