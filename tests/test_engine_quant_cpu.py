@@ -1,0 +1,102 @@
+"""The CPU decode path: helper threads change where products run, never their values; INT4 decode on
+the CPU (torch's packed-int4 kernel in bfloat16, the reference path in float32) gives the model's
+tokens."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from k2nb.engine import generate, load_model
+from k2nb.engine.ops import WORKERS, dense
+from k2nb.engine.ops.threads import Workers
+
+
+@pytest.fixture
+def two_threads():
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_map_spreads_calls_and_keeps_their_order(two_threads):
+    seen: set[str] = set()
+
+    def call(i):
+        seen.add(threading.current_thread().name)
+        return torch.full((1,), float(i)) * 2
+
+    pool = Workers()
+    assert pool.helpers() == 1
+    out = pool.map([lambda i=i: call(i) for i in range(64)])
+    assert [t.item() for t in out] == [2.0 * i for i in range(64)]
+    with pytest.raises(ValueError, match="boom"):
+        pool.map([lambda: torch.zeros(1), lambda: (_ for _ in ()).throw(ValueError("boom"))])
+
+
+def test_helpers_run_in_the_callers_inference_mode_and_never_nest(two_threads):
+    pool = Workers()
+
+    def probe():
+        on_helper = threading.current_thread().name.startswith("k2nb-cpu")
+        return torch.tensor([torch.is_inference_mode_enabled(), not on_helper or pool.helpers() == 0])
+
+    with torch.inference_mode():
+        results = pool.map([probe for _ in range(8)])
+    assert all(bool(r.all()) for r in results)
+    pending = pool.start(lambda: torch.tensor(torch.is_grad_enabled()))
+    assert bool(pending.result())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_a_large_one_row_linear_in_row_blocks_is_bit_for_bit_one_call(two_threads, dtype):
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(1000, 1024, generator=g).to(dtype)
+    b = torch.randn(1000, generator=g).to(dtype)
+    x = torch.randn(1, 1, 1024, generator=g).to(dtype)
+    assert w.numel() * w.element_size() >= dense.SPLIT_MIN_BYTES
+    with torch.inference_mode():
+        assert torch.equal(dense.linear(x, w, b), F.linear(x, w, b))
+        assert torch.equal(dense.linear(x, w), F.linear(x, w))
+
+
+def test_decode_with_helpers_is_bit_for_bit_decode_without(k2_like, two_threads, monkeypatch):
+    """The same logits at every step, whether the experts, the shared expert and the large linears
+    run on helpers or not."""
+    model = load_model(k2_like[0], dtype="float32", progress=False)
+    monkeypatch.setattr(dense, "SPLIT_MIN_BYTES", 1024)  # the tiny model's linears are split too
+
+    def steps():
+        cache, out = model.new_cache(64), []
+        with torch.inference_mode():
+            logits = model(torch.arange(3, 20)[None], cache, last_only=True)
+            for _ in range(12):
+                tok = logits[0, -1].argmax().view(1, 1)
+                logits = model(tok, cache, last_only=True)
+                out.append(logits)
+        return torch.cat(out)
+
+    threaded = steps()
+    monkeypatch.setattr(WORKERS, "helpers", lambda: 0)
+    assert torch.equal(threaded, steps())
+
+
+def test_int4_decode_on_the_cpu_in_both_compute_dtypes(k2_like, tmp_path):
+    from k2nb.engine.quantize import quantize_checkpoint
+
+    folder = quantize_checkpoint(k2_like[0], tmp_path / "int4", dtype=torch.bfloat16)
+    reference = load_model(folder, dtype="float32", progress=False)  # the published layout, exact
+    fast = load_model(folder, dtype="bfloat16", progress=False)  # torch's int4 kernel
+    assert reference.layers[1].mlp.experts.w13.format == "int4"
+    assert fast.layers[1].mlp.experts.w13.format == "int4_cpu"
+    prompt = list(range(3, 30))
+    a = generate(reference, prompt, max_new_tokens=6, stop_ids=[])
+    b = generate(fast, prompt, max_new_tokens=6, stop_ids=[])
+    assert len(a.ids) == len(b.ids) == 6
+    ids = torch.tensor([prompt + a.ids])
+    la, lb = reference.logits(ids), fast.logits(ids)
+    assert F.cosine_similarity(la.flatten(), lb.flatten(), dim=0) > 0.99
