@@ -212,3 +212,15 @@ def test_averaging_two_checkpoints_gives_the_mean_of_their_weights(tiny_run, tmp
     (tmp_path / "shifted" / "tokenizer.json").write_text("{}")
     with pytest.raises(ValueError, match="another tokenizer.json"):
         average_checkpoints([out, tmp_path / "shifted"], tmp_path / "bad")
+
+
+def test_the_command_passes_its_thread_count(monkeypatch, tmp_path):
+    """`--threads 1` reaches torch: on cores shared with other jobs two threads wait on each other."""
+    from k2nb.nano import train as T
+
+    seen: dict = {}
+    monkeypatch.setattr(T, "train_nano", lambda *a, **k: seen.update(k) or {})
+    T.main(["--out", str(tmp_path / "m"), "--threads", "1", "--bench"])
+    assert seen["threads"] == 1 and seen["write_final"] is False
+    T.main(["--out", str(tmp_path / "m")])
+    assert seen["threads"] == 2
