@@ -181,7 +181,8 @@ class MoE(nn.Module):
         if self.training:
             self.expert_load = torch.bincount(ids.reshape(-1), minlength=self.cfg.n_routed_experts).float()
         shared = None
-        if self.shared_experts is not None and flat.shape[0] == 1 and flat.device.type == "cpu":
+        if (self.shared_experts is not None and flat.shape[0] == 1 and flat.device.type == "cpu"
+                and not torch.is_grad_enabled()):
             shared = ops.WORKERS.start(self.shared_experts, flat)  # decode: beside the routed experts
         out = self.experts(flat, weights, ids)
         if self.shared_experts is not None:
