@@ -100,3 +100,22 @@ def test_int4_decode_on_the_cpu_in_both_compute_dtypes(k2_like, tmp_path):
     ids = torch.tensor([prompt + a.ids])
     la, lb = reference.logits(ids), fast.logits(ids)
     assert F.cosine_similarity(la.flatten(), lb.flatten(), dim=0) > 0.99
+
+
+def test_the_one_token_step_gives_the_plain_forwards_logits(k2_like, two_threads):
+    """Inference decode (torch at one thread, helpers, attention at the caller's threads) against the
+    same steps with autograd on, which take none of that path: bit for bit, past the context length
+    where torch's CPU attention starts splitting the cached tokens over threads."""
+    model = load_model(k2_like[0], dtype="float32", progress=False)
+
+    def steps(grad: bool) -> torch.Tensor:
+        cache, out = model.new_cache(256), []
+        with torch.set_grad_enabled(grad):
+            logits = model(torch.arange(3, 123)[None] % 300, cache, last_only=True)
+            for _ in range(8):
+                logits = model(logits[0, -1].argmax().view(1, 1), cache, last_only=True).detach()
+                out.append(logits)
+        assert torch.get_num_threads() == 2
+        return torch.cat(out)
+
+    assert torch.equal(steps(False), steps(True))

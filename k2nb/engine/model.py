@@ -8,6 +8,7 @@ by the weight's format.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import torch
@@ -124,9 +125,10 @@ class MLA(nn.Module):
             visible = None
             if T > 1:  # token i of the chunk sits at S - T + i and sees keys 0 .. S - T + i
                 visible = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
-            o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
-                                                   attn_mask=visible, scale=self.scale,
-                                                   enable_gqa=True)[..., :R]  # [B, H, T, R]
+            with ops.WORKERS.torch_threads():  # its rounding depends on torch's thread count
+                o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
+                                                       attn_mask=visible, scale=self.scale,
+                                                       enable_gqa=True)[..., :R]  # [B, H, T, R]
             o = (torch.matmul(o_lat, w[:, dn:].transpose(1, 2)) if B == 1
                  else torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:]))  # [B, H, T, dv]
         return self.o_proj(o.transpose(1, 2).reshape(B, T, H * dv))
@@ -268,16 +270,18 @@ class K2Model(nn.Module):
         if cache is not None:
             cache.reserve(start + T)
         cos, sin = self._cos_sin(start, start + T)
-        x = self.embed_tokens(input_ids)  # [B, T, D]
-        for layer in self.layers:
-            x = layer(x, cos, sin, cache, record, mask)
-        if cache is not None:
-            cache.commit(T)
-        if last_only:
-            x = x[:, -1:]
-        x = self.norm(x)
-        head = self.lm_head.weight if self.lm_head is not None else self.embed_tokens.weight
-        return ops.linear(x, head).float()
+        one_token = B * T == 1 and input_ids.device.type == "cpu" and not torch.is_grad_enabled()
+        with ops.WORKERS.one_token_step() if one_token else contextlib.nullcontext():
+            x = self.embed_tokens(input_ids)  # [B, T, D]
+            for layer in self.layers:
+                x = layer(x, cos, sin, cache, record, mask)
+            if cache is not None:
+                cache.commit(T)
+            if last_only:
+                x = x[:, -1:]
+            x = self.norm(x)
+            head = self.lm_head.weight if self.lm_head is not None else self.embed_tokens.weight
+            return ops.linear(x, head).float()
 
     @torch.inference_mode()
     def logits(self, input_ids: torch.Tensor | list[int]) -> torch.Tensor:

@@ -10,13 +10,21 @@ Each product is computed exactly as it would be alone and the results are combin
 so the numbers do not depend on which thread ran what, or on how many there are. Work is taken from
 one shared list by whichever thread is free (the main thread included), so a helper that the OS is
 slow to wake costs nothing but its share.
+
+During such a step (`Workers.one_token_step`) torch's own thread pool is set to one thread: a
+one-token step gives it little to split, and its barriers stall whenever another process holds a
+core (on the shared 2-core development machine a step took ~10× longer with two torch threads than
+with one). The helpers have no barrier. Attention is the exception (`torch_threads`): torch's CPU
+attention splits the cached tokens over its threads, which changes the rounding, so it keeps the
+caller's thread count and its results stay those of a plain forward.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -43,13 +51,49 @@ class Workers:
         self._jobs: queue.SimpleQueue[Callable[[], None]] = queue.SimpleQueue()
         self._threads: list[threading.Thread] = []
         self._start_lock = threading.Lock()
+        self._steps = 0  # one-token steps under way (any thread), and torch's thread count before
+        self._torch_threads = 1
 
     def helpers(self) -> int:
-        """How many helpers a parallel call uses now: torch's thread count − 1 (called from a helper
-        itself: none, so nothing nests)."""
+        """How many helpers a parallel call uses now: torch's thread count − 1, the count before a
+        one-token step set it to one (called from a helper itself: none, so nothing nests)."""
         if getattr(_local, "helper", False):
             return 0
-        return max(0, min(MAX_HELPERS, torch.get_num_threads() - 1))
+        n = getattr(_local, "step_threads", None) or torch.get_num_threads()
+        return max(0, min(MAX_HELPERS, n - 1))
+
+    @contextmanager
+    def torch_threads(self) -> Iterator[None]:
+        """Inside a one-token step: torch's thread count as it was before the step, for one op whose
+        result depends on it (CPU attention splits the cached tokens over threads)."""
+        n = getattr(_local, "step_threads", None)
+        if not n or n == torch.get_num_threads():
+            yield
+            return
+        torch.set_num_threads(n)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(1)
+
+    @contextmanager
+    def one_token_step(self) -> Iterator[None]:
+        """A CPU forward of one token: the helpers get torch's threads, torch keeps one."""
+        with self._start_lock:
+            if self._steps == 0:
+                self._torch_threads = torch.get_num_threads()
+            self._steps += 1
+            n = self._torch_threads
+            torch.set_num_threads(1)
+        _local.step_threads = n
+        try:
+            yield
+        finally:
+            _local.step_threads = None
+            with self._start_lock:
+                self._steps -= 1
+                if self._steps == 0:
+                    torch.set_num_threads(self._torch_threads)
 
     def _ensure(self, n: int) -> None:
         with self._start_lock:
