@@ -81,8 +81,10 @@ class PackedWeight(nn.Module):
         return len(self.shape)
 
     def dequantize(self) -> torch.Tensor:
-        """The dense ``shape`` tensor in ``dtype`` (reference semantics; kernels avoid calling it)."""
-        raise NotImplementedError
+        """The dense ``shape`` tensor in ``dtype`` (reference semantics; kernels avoid calling it).
+        Every packed format (Int4Weight, Fp8BlockWeight) defines it; this base has no layout."""
+        raise TypeError(f"{type(self).__name__} is a packed format without a dequantize(); "
+                        "each format subclass defines its own")
 
     def _apply(self, fn, recurse: bool = True):  # noqa: ANN001 (nn.Module's signature)
         """``.to(device)``, ``.cuda()``, ``.bfloat16()``: the packed tensors follow the device only
