@@ -97,7 +97,7 @@ NUMBER_WORDS: dict[str, tuple[float, ...]] = {
     "nine": (9,), "ten": (10,), "eleven": (11,), "twelve": (12,), "twenty": (20,), "thirty": (30,),
     "fifty": (50,), "hundred": (100,), "thousand": (1000,), "million": (1e6,), "dozen": (12,),
     "twice": (2,), "double": (2,), "doubled": (2,), "triple": (3,), "tripled": (3,),
-    "half": (0.5, 2), "halved": (0.5, 2), "quarter": (0.25, 4), "third": (1 / 3, 3),
+    "half": (0.5, 2), "halve": (0.5, 2), "halved": (0.5, 2), "quarter": (0.25, 4), "third": (1 / 3, 3),
     # a date's month, for `date(2024, 3, 5)` from "March 5, 2024"
     **{m: (i,) for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july",
                                       "august", "september", "october", "november", "december"), 1)},

@@ -163,9 +163,10 @@ def number_text(value: str, rng: random.Random) -> str:
 
 
 def distractor_number(rng: random.Random, values: dict[str, Any]) -> str:
-    """A number for a distractor clause that equals no number of the question."""
+    """A number for a distractor clause that equals no number of the question, and is not 2: the
+    code's ``round(..., 2)`` would look as if it used it."""
     taken = {str(v) for v in values.values()}
     while True:
-        d = str(rng.randint(2, 60))
+        d = str(rng.randint(3, 60))
         if d not in taken:
             return d

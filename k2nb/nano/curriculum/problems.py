@@ -61,7 +61,7 @@ def make_problem(seed: int | str, split: str = "train", family: str | None = Non
 
 def build(r: Recipe, variant: str, split: str, rng: random.Random) -> Problem:
     """Run ``r`` as a ``variant`` conversation."""
-    conv, question = open_conversation(r, rng)
+    conv, question = open_conversation(r, rng, split)
     if r.abstain:
         reason = fmt(r.abstain, r.slots)
         conv.answer(f"{conv.given} Nothing to compute: {reason}.".strip(),

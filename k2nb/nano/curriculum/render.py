@@ -22,6 +22,7 @@ from k2nb.nano.curriculum import recoveries
 from k2nb.nano.curriculum.answers import answer_sentence
 from k2nb.nano.curriculum.conversation import Conversation, agrees
 from k2nb.nano.curriculum.families import roles_of
+from k2nb.nano.curriculum.grammar import number_text
 from k2nb.nano.curriculum.spec import CurriculumError, Recipe, fmt
 
 # A share of conversations carries one of these; the rest get the template's default system prompt.
@@ -66,13 +67,18 @@ def given_line(question: str, roles: dict[str, str] | None = None) -> str:
     return f"Given: {', '.join(map(labelled, found))}." if found else ""
 
 
-def open_conversation(recipe: Recipe, rng: random.Random) -> tuple[Conversation, str]:
+def open_conversation(recipe: Recipe, rng: random.Random, split: str = "heldout") -> tuple[Conversation, str]:
     """The user's data in the namespace, maybe a system prompt, and the question (with a prefix and
-    a suffix); returns the conversation and the question as asked."""
+    a suffix); returns the conversation and the question as asked. In training, integers of 1000 and
+    more are often written as people write them (``5,000``; the Given line and the code say 5000),
+    in the template families as in the composed ones; the held-out split keeps its questions."""
     conv = Conversation(recipe.setup)
     if rng.random() < SYSTEM_SHARE:
         conv.messages.append({"role": "system", "content": rng.choice(SYSTEM_PROMPTS)})
-    question = rng.choice(PREFIXES) + fmt(recipe.question, recipe.slots) + rng.choice(SUFFIXES)
+    shown = recipe.slots
+    if split == "train":
+        shown = {k: number_text(v, rng) if isinstance(v, str) else v for k, v in recipe.slots.items()}
+    question = rng.choice(PREFIXES) + fmt(recipe.question, shown) + rng.choice(SUFFIXES)
     conv.messages.append({"role": "user", "content": question})
     conv.given = given_line(question, roles_of(recipe.kind, recipe.slots))
     return conv, question

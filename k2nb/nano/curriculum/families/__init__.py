@@ -2,7 +2,7 @@
 
 ``TABLES`` are the nine families of the held-out evaluation (``eval_problems`` takes them in
 round-robin, so its problems do not depend on the others). ``EXTRA`` are the families that teach
-reading questions in people's own words (``words``, ``tables``) and saying when a question cannot
+reading questions in people's own words (``words``, ``tables``, ``chains``) and saying when a question cannot
 be answered (``abstain``). Training draws a family by ``TRAIN_MIX``."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ from __future__ import annotations
 from k2nb.nano.curriculum.families import (
     abstain,
     arithmetic,
+    chains,
     combo,
     data,
     dates,
@@ -25,7 +26,7 @@ from k2nb.nano.curriculum.spec import Family, Kind
 
 TABLES: tuple[Family, ...] = tuple(m.FAMILY for m in (arithmetic, percent, interest, units, dates, stats,
                                                       strings, data, combo))
-EXTRA: tuple[Family, ...] = (words.FAMILY, tables.FAMILY, abstain.FAMILY)
+EXTRA: tuple[Family, ...] = (words.FAMILY, tables.FAMILY, chains.FAMILY, abstain.FAMILY)
 FAMILIES: tuple[str, ...] = tuple(f.name for f in TABLES)
 ALL_FAMILIES: tuple[str, ...] = FAMILIES + tuple(f.name for f in EXTRA)
 BY_NAME: dict[str, Family] = {f.name: f for f in (*TABLES, *EXTRA)}
@@ -34,7 +35,7 @@ KINDS: dict[str, Kind] = {f"{f.name}.{k.name}": k for f in (*TABLES, *EXTRA) for
 # are what the held-out split measures); words and tables, whose questions are composed, most of the
 # rest; abstentions ~4 %, enough to say "I can't tell" when a number is missing, not enough to give up.
 TRAIN_MIX: dict[str, float] = {**{name: 1.0 for name in FAMILIES},
-                               "words": 5.0, "tables": 3.0, "abstain": 0.7}
+                               "words": 5.0, "tables": 3.0, "chains": 1.5, "abstain": 0.7}
 HELDOUT_COMBOS = combo.HELDOUT_COMBOS
 
 

@@ -16,6 +16,7 @@ import random
 import re
 from typing import Any
 
+from k2nb.nano.curriculum import lexicon
 from k2nb.nano.curriculum.families.words import PEOPLE
 from k2nb.nano.curriculum.grammar import Grammar
 from k2nb.nano.curriculum.slots import derived, int_list, ints, one_of
@@ -345,14 +346,23 @@ LIST_ABOVE_ASKS = [
 ]
 
 
+# Shares of DataFrame and list names, and of asked columns, drawn from the open word list.
+OPEN_NAMES = 0.35
+OPEN_COLUMNS = 0.25
+
+
 def table(rng: random.Random, v: dict[str, Any], split: str) -> dict[str, Any]:
     """A DataFrame: its variable, a key column, 2-3 number columns (the first is asked), its rows.
     Group questions (``_groups``) get 2-3 keys repeated over the rows; others one key per row."""
-    var = rng.choice(TABLE_NAMES)
+    var = rng.choice(TABLE_NAMES) if rng.random() >= OPEN_NAMES else lexicon.identifier(rng)
     key = rng.choice(KEY_COLS)
     col, *others = rng.sample(NUM_COLS, rng.randint(2, 3))
     if rng.random() < 0.15:
         col = rng.choice(TWO_WORD_COLS)
+    elif rng.random() < OPEN_COLUMNS:
+        col = lexicon.identifier(rng, plural_form=False).replace("_", " ")
+        if col.replace(" ", "_") in (key, *others):
+            col = rng.choice(TWO_WORD_COLS)
     n = rng.randint(3, 8)
     if v.get("_groups"):
         names = rng.sample(KEY_VALUES, rng.randint(2, 3))
@@ -496,7 +506,7 @@ def arg_kind(name: str, adjs: list[str], fn: str) -> Kind:
 
 
 def list_setup(rng: random.Random, v: dict[str, Any], split: str) -> dict[str, Any]:
-    var = rng.choice(LIST_NAMES)
+    var = rng.choice(LIST_NAMES) if rng.random() >= OPEN_NAMES else lexicon.identifier(rng)
     ref = rng.choice([var, var, var, f"the list {var}", f"`{var}`"])
     return {"var": var, "ref": ref, "xs": int_list(4, 9, 1, rng.choice([20, 99, 500]))(rng, v, split)}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any
 
+from k2nb.nano.curriculum import lexicon
 from k2nb.nano.curriculum.families.stats import STATISTICS
 from k2nb.nano.curriculum.grammar import Grammar
 from k2nb.nano.curriculum.slots import NAMES, dec, derived, int_list, ints, money, one_of
@@ -91,11 +92,16 @@ GROUPS = [
 ]
 
 
+# Shares of things and containers drawn from the open word list instead of the pools above.
+OPEN_THINGS = 0.4
+OPEN_CONTAINERS = 0.25
+
+
 def people(rng: random.Random, v: dict[str, Any], split: str) -> dict[str, str]:
     """Two different names, a thing, a container and a group."""
     name, name2 = rng.sample(NAMES, 2)
-    obj, objs = rng.choice(OBJECTS)
-    box, boxes = rng.choice(CONTAINERS)
+    obj, objs = rng.choice(OBJECTS) if rng.random() >= OPEN_THINGS else lexicon.thing(rng)
+    box, boxes = rng.choice(CONTAINERS) if rng.random() >= OPEN_CONTAINERS else lexicon.thing(rng, 0.0)
     return {
         "name": name,
         "name2": name2,
