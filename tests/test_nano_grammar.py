@@ -15,9 +15,9 @@ from k2nb.nano.curriculum.families import BY_NAME, TRAIN_MIX
 from k2nb.nano.curriculum.families import words as words_family
 from k2nb.nano.curriculum.grammar import Grammar, number_text
 
-NEW = ("words", "tables", "abstain")
-# constants a trace may write in code besides the question's numbers and tool results
-NAMED = {"0", "1", "2", "7", "12", "24", "60", "100", "365", "1000", "3600"}
+NEW = ("words", "tables", "chains", "abstain")
+# constants a trace may write in code besides the question's numbers and tool results ("half" is 0.5)
+NAMED = {"0", "0.5", "1", "2", "7", "12", "24", "60", "100", "365", "1000", "3600"}
 
 
 @pytest.fixture(scope="module")
@@ -193,3 +193,52 @@ def test_every_new_kind_builds_in_both_splits():
         for split in ("train", "heldout"):
             kinds = {C.make_problem(f"b{i}", split, name, "plain").kind for i in range(12 * len(fam.kinds))}
             assert kinds == {f"{name}.{k.name}" for k in fam.kinds}, (name, split)
+
+
+def test_open_vocabulary_nouns_make_plurals_and_safe_python_names():
+    from k2nb.nano.curriculum import lexicon
+
+    assert len(lexicon.nouns()) > 4000 and len(lexicon.adjectives()) > 500
+    assert [lexicon.plural(w) for w in ("box", "city", "day", "pen", "church")] == [
+        "boxes", "cities", "days", "pens", "churches"]
+    rng = random.Random(0)
+    names = [lexicon.identifier(rng) for _ in range(500)]
+    assert all(n.isidentifier() and n not in dir(__builtins__) for n in names)
+    assert len(set(names)) > 400  # open, not a pool
+    things = {lexicon.thing(rng)[0] for _ in range(200)}
+    assert any(" " in t for t in things)  # some with an adjective
+
+
+def test_composed_questions_draw_nouns_beyond_the_pools(composed):
+    from k2nb.nano.curriculum.families import tables
+
+    pools = set(tables.TABLE_NAMES) | set(tables.LIST_NAMES)
+    frames = [p for p in composed if p.family == "tables"]
+    def bound(p: C.Problem) -> str:
+        return re.search(r"^(\w+) = ", p.setup, re.MULTILINE).group(1)
+
+    other = [p for p in frames if bound(p) not in pools]
+    assert 0.2 * len(frames) <= len(other) <= 0.5 * len(frames)
+    for p in other:  # the trace names the variable as the setup binds it (a typo trace misspells it first)
+        assert bound(p) in _calls(p)[0 if p.variant == "plain" else -1]
+
+
+def test_chains_compute_the_statistic_then_the_operation_their_words_say(composed):
+    stats = {"sum": sum, "mean": lambda v: sum(v) / len(v), "max": max, "min": min}
+    ops = {"minus": lambda s, p: s - p, "plus": lambda s, p: s + p, "times": lambda s, p: s * p,
+           "percent": lambda s, p: s * p / 100, "double": lambda s, p: 2 * s, "half": lambda s, p: s / 2}
+    seen = Counter()
+    for p in composed:
+        if p.family != "chains" or p.variant not in ("plain", "typo"):
+            continue
+        stat, op = p.kind.split(".")[1].split("-")
+        code = _calls(p)[-2] if p.variant == "typo" else _calls(p)[0]
+        xs = json.loads(re.search(r"xs = (\[[^\]]*\])", code).group(1))
+        operand = re.search(r"s [-+*] (\d+)", code)
+        want = ops[op](stats[stat](xs), float(operand.group(1)) if operand else 0)
+        assert abs(float(p.answer) - round(want, 2)) < 0.01, (p.question, code, p.answer)
+        thought = next(m for m in p.messages if m.get("tool_calls"))["reasoning_content"]
+        words = re.findall(r'"([^"]+)"', thought)
+        assert len(words) == 2 and all(w.lower() in p.question.lower() for w in words), (thought, p.question)
+        seen[op] += 1
+    assert set(seen) == set(ops)
