@@ -46,7 +46,7 @@ def vllm_worker(args: argparse.Namespace) -> None:
 
     ids = json.loads(args.prompt_ids)
     llm = LLM(model=args.checkpoint, dtype=args.dtype, max_model_len=2048, seed=0, skip_tokenizer_init=True,
-              gpu_memory_utilization=0.1, enable_prefix_caching=False)  # token ids in, token ids out
+              kv_cache_memory_bytes=256 * 2**20, enable_prefix_caching=False)  # token ids in, token ids out
 
     def run(n: int) -> tuple[float, list[int]]:
         params = SamplingParams(max_tokens=n, temperature=0.0, ignore_eos=True, detokenize=False)

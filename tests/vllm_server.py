@@ -17,6 +17,10 @@ import urllib.request
 from pathlib import Path
 
 SERVED_NAME = "k2-nano"
+# An explicit KV-cache size: on the CPU backend `--gpu-memory-utilization` is a fraction of the
+# machine's RAM that must exceed vLLM's own resident memory, so one fraction fails on a smaller
+# machine ("less than requested memory for kv"). 2,048 tokens of k2-nano's cache are ~19 MB.
+KV_CACHE_BYTES = 256 * 2**20
 START_TIMEOUT_S = 600  # about 90 s on 2 idle cores; much more when the machine is shared
 
 
@@ -45,7 +49,7 @@ class VLLMServer:
         cmd = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model),
                "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32",
                "--max-model-len", "2048", "--served-model-name", SERVED_NAME,
-               "--gpu-memory-utilization", "0.1", "--enable-auto-tool-choice",
+               "--kv-cache-memory-bytes", str(KV_CACHE_BYTES), "--enable-auto-tool-choice",
                "--tool-call-parser", "kimi_k2", "--reasoning-parser", "kimi_k2"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env,
@@ -75,10 +79,14 @@ class VLLMServer:
             return json.loads(r.read())
 
     def tail(self, n: int = 40) -> str:
+        """The log's last ``n`` lines, after the lines that name an error (vLLM's engine process
+        logs its root cause far above the launcher's closing traceback)."""
         try:
-            return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+            lines = self.log.read_text(errors="replace").splitlines()
         except OSError:
             return "(no log)"
+        causes = [line for line in lines[:-n] if "Error" in line or "error:" in line][:12]
+        return "\n".join([*causes, "...", *lines[-n:]] if causes else lines[-n:])
 
     def close(self) -> None:
         if self.proc.poll() is None:
