@@ -89,6 +89,27 @@ def test_a_full_context_ends_the_path_with_a_note_and_the_conversation_survives(
     assert second.to_dict()["verdict"]["text"] == "no checks ran"
 
 
+def test_a_long_tool_result_is_cut_to_leave_the_answer_its_room() -> None:
+    """One call that prints far more than the window holds: the model reads the result's head and
+    tail around a note of what was cut, still answers, and the trajectory keeps the whole output."""
+    printing = [py("for i in range(400):\n    print('row', i, i * 27)")]
+    sb = ScriptedBackend([Turn("Print the table.", printing), Turn("", answer="The answer is 9396.")])
+    first = prompt_tokens(sb, [{"role": "user", "content": Q}])
+    sb.context_window = first + 300
+    r = think(Q, backend=sb, final_answer_tokens=32, max_rollbacks=0)
+    assert r.answer == "The answer is 9396." and r.end_reason in ("answer", "budget:context")
+    assert not r.trajectory.find("error")
+    (obs,) = r.trajectory.find("observation")
+    assert obs.text.startswith("row 0 0") and obs.text.endswith("row 399 10773")  # for the user
+    read = [m for m in r.messages if m["role"] == "tool"]
+    assert len(read) == 1 and "chars cut ...]" in read[0]["content"]
+    assert len(read[0]["content"]) == obs.data["cut_to_context"] < len(obs.text) // 2
+    assert read[0]["content"].startswith("row 0 0")
+    # the forced answer's prompt fitted the window
+    last = prompt_tokens(sb, r.messages[:-1])
+    assert last <= sb.context_window
+
+
 def test_a_backend_that_cannot_measure_runs_as_before() -> None:
     sb = ScriptedBackend([Turn("Multiply.", [py("print(348 * 27)")]), Turn("", answer="The answer is 9396.")])
     assert sb.context(Prompt([{"role": "user", "content": Q}])) is None

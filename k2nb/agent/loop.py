@@ -26,6 +26,7 @@ from typing import Any
 
 from k2nb.agent.checks import CallRecord
 from k2nb.agent.executor import Executor, Observation, ToolCallRequest
+from k2nb.agent.guard import cut_middle
 from k2nb.agent.options import BUDGET_SENTENCES, ThinkOptions
 from k2nb.agent.step import Step, apply_events, attribute, finish_step
 from k2nb.agent.trajectory import Check, Node, Trajectory
@@ -44,6 +45,10 @@ MIN_STEP_TOKENS = 128
 # The shortest forced answer worth asking for ("The answer is 9396 tickets." and its end marker);
 # with less room the path ends with a note that the context is full.
 MIN_ANSWER_TOKENS = 16
+# A tool result longer than this is measured against the room the context has left after it (and
+# cut to fit); shorter ones cannot crowd out a forced answer by themselves.
+MIN_CUT_CHARS = 200
+CONTEXT_CUT_NOTE = "[the output was cut: the conversation's context is nearly full]"
 
 
 class PathRun:
@@ -141,6 +146,34 @@ class PathRun:
         """Tokens a forced answer holding `forced` as its reasoning may generate (None: unknown)."""
         ctx = self._context(forced)
         return None if ctx is None else min(self.b.final_answer_tokens, ctx[1] - ctx[0])
+
+    def _fit_result(self, obs_node: Node) -> None:
+        """Cut the tool result just appended so that a forced answer still fits after it: one
+        printed DataFrame must not take the conversation past the window. The trajectory keeps the
+        whole result; the model reads its head and tail around a note of what was cut."""
+        msg = self.msgs[-1]
+        text = str(msg["content"])
+        for _ in range(3):  # tokens per char vary: re-measure after each cut
+            room = self._step_room()
+            if room is None or room >= 0:
+                return
+            probe = self._context()
+            if probe is None:
+                return
+            # the result's share of the prompt, in chars per token of this very result
+            del self.msgs[-1]
+            without = self._context()
+            self.msgs.append(msg)
+            result_tokens = probe[0] - (without[0] if without else probe[0])
+            if result_tokens <= 0:
+                return
+            keep = int(len(text) * (result_tokens + room) / result_tokens) - MIN_CUT_CHARS // 4
+            text = cut_middle(text, keep) if keep > 0 else CONTEXT_CUT_NOTE
+            # a new message, not an edit: the backend's prompt cache knows messages by identity
+            self.msgs[-1] = msg = {**msg, "content": text}
+            obs_node.data["cut_to_context"] = len(text)
+            if keep <= 0:
+                return
 
     def _context_full(self, attempt: Node) -> Outcome:
         """End the path: not even a forced answer fits. The conversation and trajectory are kept."""
@@ -241,6 +274,8 @@ class PathRun:
             self._reader = self._reader or obs_node
             content = valid_text(obs.text)
             self.msgs.append({"role": "tool", "tool_call_id": ev.id, "name": ev.name, "content": content})
+            if len(content) > MIN_CUT_CHARS:
+                self._fit_result(obs_node)
             code = ev.parsed.get("code") if ev.parsed and ev.name == "python" else None
             rec = CallRecord(
                 call_id=ev.id,
