@@ -106,7 +106,7 @@ def cmd_think(args: argparse.Namespace) -> int:
     from .agent.verdict import summary
 
     flags = {"paths": args.paths, "tool_calls": args.max_tool_calls, "think_tokens": args.max_think_tokens,
-             "temperature": args.temperature, "seed": args.seed}
+             "temperature": args.temperature, "seed": args.seed, "failed_checks": args.failed_checks}
     try:
         options = with_overrides(ThinkOptions(), {k: v for k, v in flags.items() if v is not None})
     except (TypeError, ValueError) as e:  # a bad option is a usage error, not a crash
@@ -147,6 +147,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-think-tokens", type=int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.add_argument("--seed", type=int, default=None)
+    p.add_argument("--failed-checks", metavar="withhold|answer", default=None,
+                   help="an answer whose checks failed: withhold it and say so (default), or give it")
     p.add_argument("--endpoint", metavar="URL", help="a served model: an OpenAI-compatible server")
     p.add_argument("--served-model", metavar="NAME", help="its name on --endpoint (default: the one served)")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding --endpoint's API key")

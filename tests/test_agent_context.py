@@ -57,7 +57,7 @@ def test_a_step_is_capped_to_leave_the_forced_answer_its_room() -> None:
     sb = ScriptedBackend([Turn(long_thought, answer="never reached"), Turn("", answer="The answer is 9396.")])
     first = prompt_tokens(sb, [{"role": "user", "content": Q}])
     sb.context_window = first + 400
-    r = think(Q, backend=sb, final_answer_tokens=32)
+    r = think(Q, backend=sb, final_answer_tokens=32, failed_checks="answer")
     assert r.end_reason == "budget:context" and r.answer == "The answer is 9396."
     thinking = [n for n in r.trajectory.find("thinking") if not n.data.get("forced")]
     assert thinking[0].text.startswith("step 0 of a long thought.") and "step 399" not in thinking[0].text
@@ -96,7 +96,7 @@ def test_a_long_tool_result_is_cut_to_leave_the_answer_its_room() -> None:
     sb = ScriptedBackend([Turn("Print the table.", printing), Turn("", answer="The answer is 9396.")])
     first = prompt_tokens(sb, [{"role": "user", "content": Q}])
     sb.context_window = first + 300
-    r = think(Q, backend=sb, final_answer_tokens=32, max_rollbacks=0)
+    r = think(Q, backend=sb, final_answer_tokens=32, max_rollbacks=0, failed_checks="answer")
     assert r.answer == "The answer is 9396." and r.end_reason in ("answer", "budget:context")
     assert not r.trajectory.find("error")
     (obs,) = r.trajectory.find("observation")

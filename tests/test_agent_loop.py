@@ -177,7 +177,7 @@ def test_malformed_output_never_raises(raw: str) -> None:
 
 def test_thinking_budget_per_step_forces_the_answer_with_the_partial_reasoning() -> None:
     sb = ScriptedBackend([Turn("word " * 200, [py("1")]), Turn(answer="My best guess is 7.")], chunk_chars=5)
-    r = think("q", backend=sb, think_tokens_per_step=20)
+    r = think("q", backend=sb, think_tokens_per_step=20, failed_checks="answer")
     assert r.end_reason == "budget:think_tokens_per_step" and r.answer == "My best guess is 7."
     forced = sb.prompts[1]
     assert forced.endswith(THINK_END) and "word word" in forced.split(THINK_BEGIN)[-1]
@@ -206,7 +206,7 @@ def test_tool_call_budget_answers_extra_calls_and_forces_the_answer() -> None:
             Turn(answer="Answer after the budget: 2."),
         ]
     )
-    r = think("q", backend=sb, tool_calls=2)
+    r = think("q", backend=sb, tool_calls=2, failed_checks="answer")
     assert r.end_reason == "budget:tool_calls" and r.answer == "Answer after the budget: 2."
     seen = returns(sb.prompts[2])
     assert seen[2] == "functions.python:2\nerror: not run: the tool-call budget (2 calls) is used up"
@@ -222,7 +222,7 @@ def test_wall_time_budget() -> None:
         )
 
     sb = ScriptedBackend([model] * 5)
-    r = think("q", backend=sb, wall_s=0.5)
+    r = think("q", backend=sb, wall_s=0.5, failed_checks="answer")
     assert r.end_reason == "budget:wall_time" and r.answer == "Out of time."
     assert 1 <= len(r.tool_calls) <= 3
 
@@ -300,7 +300,7 @@ def test_failed_self_verification_rolls_back_to_before_the_check() -> None:
             Turn("", answer="It is 51."),
         ]
     )
-    r = think("17 * 3?", backend=sb, max_rollbacks=1)
+    r = think("17 * 3?", backend=sb, max_rollbacks=1, failed_checks="answer")
     assert r.answer == "It is 51."
     sv = [c for c in r.checks if c.kind == "self_verify"]
     assert [c.status for c in sv] == ["failed", "passed"]
@@ -395,9 +395,19 @@ def test_user_checks_and_the_rollback_limit() -> None:
     sb = ScriptedBackend([Turn(answer="No."), Turn(answer="Still no."), Turn(answer="Nope.")])
     r = think("Be polite.", backend=sb, checks=[says_please], max_rollbacks=2)
     assert seen == ["No.", "Still no.", "Nope."]
-    assert len(r.trajectory.find("attempt")) == 3 and r.answer == "Nope."  # gave up after 2 rollbacks
+    assert len(r.trajectory.find("attempt")) == 3 and r.withheld == "Nope."  # gave up after 2 rollbacks
     assert [c.status for c in r.checks if c.kind == "user"] == ["failed"] * 3
-    assert r.trajectory.answer == "Nope."
+    # the answer its check still fails is withheld, quoted, with the check named
+    assert r.answer == r.trajectory.answer == 'No checked answer: the answer "Nope." failed the check says_please.'
+    assert r.trajectory.meta["withheld"] == "Nope." and r.to_dict()["withheld"] == "Nope."
+    assert r.trajectory.find("answer")[-1].text == "Nope."  # the model's own words stay in the tree
+    given = think("Be polite.", backend=ScriptedBackend([Turn(answer="No.")]), checks=[says_please],
+                  max_rollbacks=0, failed_checks="answer")
+    assert given.answer == "No." and given.withheld is None and "withheld" not in given.trajectory.meta
+    passing = think("Be polite.", backend=ScriptedBackend([Turn(answer="Yes, please.")]), checks=[says_please])
+    assert passing.answer == "Yes, please." and passing.withheld is None
+    with pytest.raises(ValueError, match="failed_checks must be one of withhold, answer, not 'maybe'"):
+        think("q", backend=ScriptedBackend([Turn(answer="a")]), failed_checks="maybe")
 
 
 def test_a_check_that_raises_is_a_failed_check() -> None:
@@ -423,7 +433,7 @@ def _answers(*texts: str) -> list[Any]:
 def test_paths_vote_by_normalised_answer() -> None:
     sb = ScriptedBackend(_answers("The answer is 42.", "It's 41", "**42**"))
     # `print(42)` for "q" has no source: every path fails `sourced` alike, and none may roll back
-    r = think("q", backend=sb, paths=3, max_rollbacks=0)
+    r = think("q", backend=sb, paths=3, max_rollbacks=0, failed_checks="answer")
     assert r.answer == "The answer is 42." and [v.key for v in r.votes] == ["42", "41"]
     assert r.votes[0].paths == [0, 2]
     paths = r.trajectory.find("path")

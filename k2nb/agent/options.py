@@ -21,6 +21,8 @@ from k2nb.backends.base import GenerationOptions
 MAX_PATHS = 64
 # The temperature of several paths when none is given: they must differ to be worth voting over.
 MULTI_PATH_TEMPERATURE = 0.7
+# What a run returns for an answer whose checks failed (ThinkOptions.failed_checks).
+FAILED_CHECKS = ("withhold", "answer")
 
 
 @dataclass(slots=True)
@@ -73,6 +75,10 @@ class ThinkOptions:
     checks: Sequence[UserCheck] = ()
     builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "sourced", "self_verify")
     rollback_on: tuple[str, ...] = ("grounded", "used", "sourced", "self_verify", "user")
+    # An answer whose checks (those of `rollback_on`) still fail once the rollbacks are spent:
+    # "withhold" returns a sentence saying so instead (the model's answer stays in the trajectory
+    # and in `ThinkResult.withheld`); "answer" returns it as it is.
+    failed_checks: str = "withhold"
     cancel: threading.Event | None = None
 
     def __post_init__(self) -> None:
@@ -94,6 +100,10 @@ class ThinkOptions:
             raise ValueError(
                 f"paths must be a whole number from 1 to {MAX_PATHS}, not {self.paths!r} "
                 "(each path is a whole run of the model)"
+            )
+        if self.failed_checks not in FAILED_CHECKS:
+            raise ValueError(
+                f"failed_checks must be one of {', '.join(FAILED_CHECKS)}, not {self.failed_checks!r}"
             )
         if not isinstance(self.max_rollbacks, int) or self.max_rollbacks < 0:
             raise ValueError(f"max_rollbacks must be 0 or more, not {self.max_rollbacks!r}")

@@ -53,6 +53,8 @@ class ThinkResult:
     chosen: int  # index into paths
     votes: list[Vote]
     messages: list[Message]  # this turn's messages of the chosen path (user message first)
+    # the model's own answer when its checks failed and the run withheld it (`answer` then says so)
+    withheld: str | None = None
 
     @property
     def checks(self) -> list[Check]:
@@ -96,6 +98,7 @@ class ThinkResult:
         """The `--json` shape: answer, end_reason, tool_calls, checks, verdict, votes, trajectory."""
         return {
             "answer": self.answer,
+            "withheld": self.withheld,
             "end_reason": self.end_reason,
             "tool_calls": self.tool_calls,
             "checks": [c.to_dict() for c in self.checks],
@@ -108,6 +111,9 @@ class ThinkResult:
 
 
 _VOTING_CHECKS = ("grounded", "used", "sourced", "self_verify", "user")
+# The opening of a withheld answer (ThinkOptions.failed_checks = "withhold"), by which a reader,
+# the eval included, tells it from an answer.
+WITHHELD_LEAD = "No checked answer:"
 
 
 def _weight(checks: Sequence[Check], end_reason: str, answer: str | None) -> float:
@@ -196,11 +202,24 @@ def run_turn(
             break
     votes, chosen = _vote(t, results)
     best = results[chosen]
-    t.meta["answer"] = best.answer
+    answer, withheld = best.answer, None
+    failed = [c.name for c in best.checks if c.status == "failed" and c.kind in opts.rollback_on]
+    if answer and failed and opts.failed_checks == "withhold":
+        answer, withheld = withheld_answer(answer, failed), answer
+        t.meta["withheld"] = withheld
+    t.meta["answer"] = answer
     t.meta["end_reason"] = best.end_reason
     t.meta["chosen_path"] = best.node.id
     t.finish(t.root, "done" if best.answer else "failed")
-    return ThinkResult(best.answer, t, best.end_reason, results, chosen, votes, best.messages[len(history) :])
+    return ThinkResult(answer, t, best.end_reason, results, chosen, votes, best.messages[len(history) :],
+                       withheld)
+
+
+def withheld_answer(answer: str, failed: Sequence[str]) -> str:
+    """What a run says instead of an answer whose checks failed: the answer, quoted, and what failed."""
+    names = ", ".join(dict.fromkeys(failed))
+    noun = "check" if len(dict.fromkeys(failed)) == 1 else "checks"
+    return f"{WITHHELD_LEAD} the answer \"{answer.strip()}\" failed the {noun} {names}."
 
 
 # ---------------------------------------------------------------------------------------------

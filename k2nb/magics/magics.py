@@ -38,12 +38,14 @@ DEFAULT_SETTINGS: dict[str, Any] = {
     "max_think_tokens": None,
     "temperature": None,
     "seed": None,
+    "failed_checks": None,
 }
 
 HELP = """k2nb magics
   %%k2think [options]     the cell is the prompt ({var} filled from your variables); the model thinks,
                           runs python calls as cells below, checks itself and answers. Options:
       --model PATH  --paths N  --max-tool-calls N  --max-think-tokens N  --temperature T  --seed S
+      --failed-checks withhold|answer (an answer whose checks failed: withheld by default)
       --approve auto|ask|never  --timeout SECONDS  --new (new conversation)  --no-cells
       --no-dashboard  --export FILE.ipynb
     Returns a K2Result (answer, trajectory, routing, .to_notebook(), .show()), so `_` is the run.
@@ -66,6 +68,7 @@ def _think_options(base: Any, args: argparse.Namespace, settings: dict[str, Any]
         "temperature": pick(args.temperature, "temperature"),
         "tool_calls": pick(args.max_tool_calls, "max_tool_calls"),
         "think_tokens": pick(args.max_think_tokens, "max_think_tokens"),
+        "failed_checks": pick(args.failed_checks, "failed_checks"),
     }
     try:
         return with_overrides(base, {"cancel": cancel, **{k: v for k, v in chosen.items() if v is not None}})

@@ -86,6 +86,7 @@ SETTING_TYPES: dict[str, Any] = {
     "max_think_tokens": _positive_int,
     "temperature": temperature,
     "seed": int,
+    "failed_checks": str,
 }
 
 
@@ -99,6 +100,8 @@ def think_parser() -> _Parser:
     p.add_argument("--max-think-tokens", type=_positive_int, metavar="N", help="thinking-token budget")
     p.add_argument("--temperature", type=temperature, metavar="T")
     p.add_argument("--seed", type=int, metavar="S")
+    p.add_argument("--failed-checks", metavar="withhold|answer",
+                   help="an answer whose checks failed: withhold it and say so (default), or give it")
     p.add_argument("--endpoint", metavar="URL", help="a served model (OpenAI-compatible server)")
     p.add_argument("--served-model", metavar="NAME", help="its name on --endpoint")
     p.add_argument("--api-key-env", metavar="VAR", help="environment variable holding --endpoint's key")

@@ -44,6 +44,11 @@ class K2Result:
         return self.trajectory.answer  # partial run: the last answer node, if any
 
     @property
+    def withheld(self) -> str | None:
+        """The model's answer when its checks failed and the run withheld it (`answer` says so)."""
+        return self.think.withheld if self.think is not None else None
+
+    @property
     def routing(self) -> Routing:
         """The routing of the tokens the chosen path generated, each labelled with its node."""
         if self.think is not None:

@@ -22,6 +22,9 @@ Definitions (the report states them too):
 - confident wrong: the run states a final answer that is neither correct nor an abstention (a run
   that ends with no answer at all is neither). An answerable question has four outcomes: correct,
   abstained, confident wrong, no answer.
+- withheld: the loop withheld the model's answer because its checks failed
+  (``ThinkOptions.failed_checks``, on by default); it counts as neither correct nor confident wrong,
+  and the report says how many of the withheld answers were right.
 - looked like: which family the run's first python call resembles (``confusion.looked_like``).
 """
 
@@ -196,6 +199,8 @@ class RunRecord:
     abstained: bool = False
     confident_wrong: bool = False
     looked_like: str = ""  # the family the run's first call resembles (confusion.looked_like)
+    withheld: bool = False  # the run withheld the model's answer: its checks failed
+    withheld_correct: bool = False  # ... and that answer was right
 
 
 def record_of(i: int, problem: EvalProblem, condition: str, result: ThinkResult, wall_s: float,
@@ -205,12 +210,16 @@ def record_of(i: int, problem: EvalProblem, condition: str, result: ThinkResult,
 
     calls = chosen_calls(result)
     abstained = is_abstention(result.answer)
+    withheld = getattr(result, "withheld", None)
+    stated = None if withheld else result.answer  # a withheld answer states nothing
     rec = RunRecord(i, problem.family, condition, result.answer, problem.answer,
-                    is_correct(problem, result.answer), result.end_reason, len(calls),
+                    is_correct(problem, stated), result.end_reason, len(calls),
                     sum(c.valid for c in calls), verification_rule(calls), wall_s=round(wall_s, 3),
                     kind=problem.kind, id=getattr(problem, "id", ""), answerable=is_answerable(problem),
-                    abstained=abstained, confident_wrong=is_confident_wrong(problem, result.answer),
-                    looked_like=looked_like(calls, abstained, problem.setup))
+                    abstained=abstained, confident_wrong=is_confident_wrong(problem, stated),
+                    looked_like=looked_like(calls, abstained, problem.setup),
+                    withheld=withheld is not None,
+                    withheld_correct=withheld is not None and is_correct(problem, withheld))
     if condition == "injected":
         failed_at = next((j for j, c in enumerate(calls) if c.injected), None)
         rec.injected = failed_at is not None

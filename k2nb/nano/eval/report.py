@@ -44,6 +44,9 @@ DEFINITIONS = {
                   "answered",
     "confident_wrong": "a stated final answer that is neither correct nor an abstention (an answer to a "
                        "question that cannot be answered counts); over every tools run",
+    "withheld": "the loop withheld the model's answer because its checks still failed after the "
+                "rollbacks (ThinkOptions.failed_checks); neither correct nor confident wrong; "
+                "withheld_correct counts the withheld answers that were right",
     "accuracy_scope": "accuracy, per-family accuracy, verification, recovery, no-tools accuracy and "
                       "scaling count answerable questions only",
     "family_confusion": "expected family -> the family the run's first python call resembles "
@@ -108,6 +111,8 @@ def _answers(tools: Sequence[RunRecord]) -> dict[str, Any]:
         return {"runs": len(runs), "correct": sum(r.correct for r in runs),
                 "abstained": sum(r.abstained for r in runs),
                 "confident_wrong": sum(r.confident_wrong for r in runs),
+                "withheld": sum(r.withheld for r in runs),
+                "withheld_correct": sum(r.withheld_correct for r in runs),
                 "no_answer": sum(not (r.answer or "").strip() for r in runs)}
     return {
         "n_answerable": len({r.problem for r in answerable}),
@@ -116,6 +121,7 @@ def _answers(tools: Sequence[RunRecord]) -> dict[str, Any]:
         "abstention_rate": _rate(sum(r.abstained for r in answerable), len(answerable)),
         "confident_wrong_rate": _rate(sum(r.confident_wrong for r in tools), len(tools)),
         "correct_abstention_rate": _rate(sum(r.abstained for r in unanswerable), len(unanswerable)),
+        "withheld_rate": _rate(sum(r.withheld for r in tools), len(tools)),
         "answers": {"answerable": outcomes(answerable), "unanswerable": outcomes(unanswerable)},
     }
 
@@ -304,6 +310,10 @@ def _answer_lines(report: dict[str, Any]) -> list[str]:
     if u["runs"]:
         lines.append(f"  abstentions (unanswerable)       {_pct(report['correct_abstention_rate'])}   "
                      f"({u['abstained']}/{u['runs']}; the right answer there)")
+    if report.get("withheld_rate") is not None:
+        lines.append(f"  withheld (checks failed)         {_pct(report['withheld_rate'])}   "
+                     f"({a['withheld'] + u['withheld']}/{a['runs'] + u['runs']} runs; "
+                     f"{a['withheld_correct']} of the {a['withheld']} answerable ones were right)")
     return lines
 
 
