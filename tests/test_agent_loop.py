@@ -398,13 +398,15 @@ def test_user_checks_and_the_rollback_limit() -> None:
     assert len(r.trajectory.find("attempt")) == 3 and r.withheld == "Nope."  # gave up after 2 rollbacks
     assert [c.status for c in r.checks if c.kind == "user"] == ["failed"] * 3
     # the answer its check still fails is withheld, quoted, with the check named
-    assert r.answer == r.trajectory.answer == 'No checked answer: the answer "Nope." failed the check says_please.'
+    withheld = 'No checked answer: the answer "Nope." failed the check says_please.'
+    assert r.answer == r.trajectory.answer == withheld
     assert r.trajectory.meta["withheld"] == "Nope." and r.to_dict()["withheld"] == "Nope."
     assert r.trajectory.find("answer")[-1].text == "Nope."  # the model's own words stay in the tree
     given = think("Be polite.", backend=ScriptedBackend([Turn(answer="No.")]), checks=[says_please],
                   max_rollbacks=0, failed_checks="answer")
     assert given.answer == "No." and given.withheld is None and "withheld" not in given.trajectory.meta
-    passing = think("Be polite.", backend=ScriptedBackend([Turn(answer="Yes, please.")]), checks=[says_please])
+    polite = ScriptedBackend([Turn(answer="Yes, please.")])
+    passing = think("Be polite.", backend=polite, checks=[says_please])
     assert passing.answer == "Yes, please." and passing.withheld is None
     with pytest.raises(ValueError, match="failed_checks must be one of withhold, answer, not 'maybe'"):
         think("q", backend=ScriptedBackend([Turn(answer="a")]), failed_checks="maybe")

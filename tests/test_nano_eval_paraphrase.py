@@ -187,9 +187,9 @@ def test_outcomes_count_abstentions_apart_from_confident_wrong_answers():
                                                   "scaling_temperature": 1.0}, {"tools": 0.0}, 0.0)
     assert rep["accuracy"] == round(2 / 7, 6)  # answerable runs only
     assert rep["answers"]["answerable"] == {"runs": 7, "correct": 2, "abstained": 2, "confident_wrong": 2,
-                                            "no_answer": 1}
+                                            "withheld": 0, "withheld_correct": 0, "no_answer": 1}
     assert rep["answers"]["unanswerable"] == {"runs": 2, "correct": 1, "abstained": 1, "confident_wrong": 1,
-                                              "no_answer": 0}
+                                              "withheld": 0, "withheld_correct": 0, "no_answer": 0}
     assert rep["abstention_rate"] == round(2 / 7, 6)
     assert rep["confident_wrong_rate"] == round(3 / 9, 6)
     assert rep["correct_abstention_rate"] == 0.5
@@ -267,6 +267,31 @@ def test_scripted_runs_through_the_runner_record_ids_and_outcomes():
     assert rep["settings"]["conditions"] == ["tools"] and rep["settings"]["questions"] == "inline"
 
 
+def test_a_withheld_answer_is_neither_correct_nor_confident_wrong():
+    """Answers whose `sourced` check fails on every attempt: the loop withholds them; the report counts
+    them apart, and says which of them were right."""
+    qs = [q_("w1", "arithmetic", 42, question="What is 40 plus 2?"),
+          q_("w2", "arithmetic", 42, question="What is 40 plus 2?")]
+
+    def attempts(code: str, answer: str) -> list[Turn]:  # the same misreading at every attempt
+        return [Turn(think="Compute.", calls=[("python", {"code": code})]), Turn(answer=answer)] * 3
+
+    scripts = {"w1": attempts("print(38 + 4)", "The answer is 42."),    # right, from numbers never given
+               "w2": attempts("print(40 + 3)", "The answer is 43.")}    # wrong
+    rep = E.evaluate(qs, lambda i, q, c: ScriptedBackend(scripts[q.id]), conditions=["tools"], progress=False,
+                     split="paraphrase", questions="inline")
+    runs = {r["id"]: r for r in rep["runs"]}
+    assert runs["w1"]["answer"] == 'No checked answer: the answer "The answer is 42." failed the checks ' \
+        "question numbers used, numbers sourced."
+    assert [(r["withheld"], r["withheld_correct"], r["correct"], r["confident_wrong"])
+            for r in runs.values()] == [(True, True, False, False), (True, False, False, False)]
+    assert rep["accuracy"] == 0 and rep["confident_wrong_rate"] == 0 and rep["withheld_rate"] == 1.0
+    assert rep["answers"]["answerable"]["withheld_correct"] == 1
+    text = E.format_report(rep | {"settings": rep["settings"] | {"model": "m"}})
+    assert "withheld (checks failed)         100.0%   (2/2 runs; 1 of the 2 answerable ones were right)" \
+        in text
+
+
 def cli_args(*argv: str) -> argparse.Namespace:
     ap = argparse.ArgumentParser()
     nano_cli.register(ap.add_subparsers(dest="command"))
@@ -308,5 +333,6 @@ def test_a_short_paraphrase_eval_through_the_real_runner(tmp_path):
         cli_args("--split", "paraphrase", "--limit", "3"))]
     assert set(rep["family_confusion"]) == {"arithmetic", "percent", "interest"}
     a = rep["answers"]["answerable"]
-    assert a["runs"] == 3 and a["correct"] + a["abstained"] + a["confident_wrong"] + a["no_answer"] == 3
+    outcomes = a["correct"] + a["abstained"] + a["confident_wrong"] + a["withheld"] + a["no_answer"]
+    assert a["runs"] == 3 and outcomes == 3
     assert rep["conditions_run"] == ["tools"] and not (tmp_path / "scaling.png").exists()
