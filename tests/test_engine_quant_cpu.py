@@ -119,3 +119,34 @@ def test_the_one_token_step_gives_the_plain_forwards_logits(k2_like, two_threads
         return torch.cat(out)
 
     assert torch.equal(steps(False), steps(True))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_one_query_attention_is_sdpa_over_the_latents(dtype):
+    """The 16-bit CPU decode attention (heads as the rows of one product) against SDPA in float32."""
+    from k2nb.engine.model import _one_query_attention
+
+    g = torch.Generator().manual_seed(0)
+    q = torch.randn(2, 8, 1, 96, generator=g).to(dtype)  # B 2, H 8, R + dr = 64 + 32
+    latent = torch.randn(2, 1, 37, 96, generator=g).to(dtype)
+    ref = F.scaled_dot_product_attention(q.float(), latent.float(), latent.float(), scale=0.125,
+                                         enable_gqa=True)[..., :64]
+    out = _one_query_attention(q, latent, 0.125, 64)
+    assert out.dtype == dtype and out.shape == (2, 8, 1, 64)
+    assert (out.float() - ref).abs().max() < 2e-2
+
+
+def test_bfloat16_decode_follows_the_bfloat16_forward(k2_like):
+    """Cached one-token steps in bfloat16 (the attention above) give the logits of the whole-sequence
+    forward (SDPA, decompressed) to bfloat16's precision; a token whose rounding tips a router to
+    another expert may differ more (one of these 17 does)."""
+    model = load_model(k2_like[0], dtype="bfloat16", progress=False)
+    ids = torch.arange(3, 40)[None] % 300
+    with torch.inference_mode():
+        full = model.logits(ids)[0].float()  # [T, vocab]
+        cache = model.new_cache(64)
+        steps = [model(ids[:, :20], cache)[0]]
+        steps += [model(ids[:, t:t + 1], cache)[0] for t in range(20, ids.shape[1])]
+        cached = torch.cat(steps).float()
+    agree = F.cosine_similarity(cached[20:], full[20:], dim=-1)  # [17]
+    assert agree.median() > 0.999 and int((agree > 0.99).sum()) >= 15, agree

@@ -126,12 +126,27 @@ class MLA(nn.Module):
             if T > 1:  # token i of the chunk sits at S - T + i and sees keys 0 .. S - T + i
                 visible = torch.ones(T, S, dtype=torch.bool, device=x.device).tril(S - T)
             with ops.WORKERS.torch_threads():  # its rounding depends on torch's thread count
-                o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
-                                                       attn_mask=visible, scale=self.scale,
-                                                       enable_gqa=True)[..., :R]  # [B, H, T, R]
+                if T == 1 and x.device.type == "cpu" and x.dtype != torch.float32:
+                    o_lat = _one_query_attention(torch.cat((q_lat, q_pe), dim=-1), latent, self.scale, R)
+                else:
+                    o_lat = F.scaled_dot_product_attention(torch.cat((q_lat, q_pe), dim=-1), latent, latent,
+                                                           attn_mask=visible, scale=self.scale,
+                                                           enable_gqa=True)[..., :R]  # [B, H, T, R]
             o = (torch.matmul(o_lat, w[:, dn:].transpose(1, 2)) if B == 1
                  else torch.einsum("bhtr,hvr->bhtv", o_lat, w[:, dn:]))  # [B, H, T, dv]
         return self.o_proj(o.transpose(1, 2).reshape(B, T, H * dv))
+
+
+def _one_query_attention(q: torch.Tensor, latent: torch.Tensor, scale: float, R: int) -> torch.Tensor:
+    """Decode attention over the latent cache on the CPU in a 16-bit compute dtype: q ``[B, H, 1, R+dr]``,
+    latent ``[B, 1, S, R+dr]`` → ``[B, H, 1, R]``. The heads are the rows of one product per sequence,
+    in float32 like SDPA's accumulators; torch's CPU SDPA in bfloat16 spends about ten times as long
+    on the same one-row-per-head problem. (float32 keeps SDPA: its results are pinned elsewhere.)"""
+    B, H = q.shape[0], q.shape[1]
+    lat = latent.float()  # [B, 1, S, R+dr]
+    scores = torch.matmul(q.float().view(B, 1, H, -1), lat.transpose(-1, -2)) * scale  # [B, 1, H, S]
+    out = torch.matmul(torch.softmax(scores, dim=-1), lat[..., :R])  # [B, 1, H, R]
+    return out.view(B, H, 1, R).to(q.dtype)
 
 
 class Gate(nn.Module):
