@@ -71,7 +71,8 @@ def scripts(i: int, p: curriculum.Problem, condition: str) -> list:
             [uses(right), uses(right, "Run it again."), answer(a)],  # recovers
             [uses(right), Turn(answer="The answer is unknown.")],  # gives up
             [uses(right), uses(off), answer(w)],  # retries, answers wrong
-            # no call, so the injection never fires; the ungrounded answer is rolled back twice
+            # no call, so the injection never fires; the ungrounded answer is rolled back twice,
+            # then withheld (its `grounded` check still fails)
             [answer(a)] * 3,
         ][i]
     if condition == "no_tools":
@@ -133,8 +134,11 @@ def test_accuracy_valid_calls_and_verification(report):
 
 
 def test_recovery_after_injected_failure(report):
-    assert report["recovery"] == {"runs": 4, "injected": 3, "retried": 2, "recovered": 1, "accuracy": 0.5,
+    assert report["recovery"] == {"runs": 4, "injected": 3, "retried": 2, "recovered": 1, "accuracy": 0.25,
                                   "recovered_when_solved": 0.5}  # problems 0 and 2 solved and injected
+    injected = [r for r in report["runs"] if r["condition"] == "injected"]
+    assert [r["withheld"] for r in injected] == [False, False, False, True]
+    assert injected[3]["withheld_correct"]
     assert report["recovery_rate"] == round(1 / 3, 6)
 
 
