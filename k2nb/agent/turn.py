@@ -217,9 +217,9 @@ def run_turn(
 
 def withheld_answer(answer: str, failed: Sequence[str]) -> str:
     """What a run says instead of an answer whose checks failed: the answer, quoted, and what failed."""
-    names = ", ".join(dict.fromkeys(failed))
-    noun = "check" if len(dict.fromkeys(failed)) == 1 else "checks"
-    return f"{WITHHELD_LEAD} the answer \"{answer.strip()}\" failed the {noun} {names}."
+    names = list(dict.fromkeys(failed))
+    noun = "check" if len(names) == 1 else "checks"
+    return f"{WITHHELD_LEAD} the answer \"{answer.strip()}\" failed the {noun} {', '.join(names)}."
 
 
 # ---------------------------------------------------------------------------------------------
