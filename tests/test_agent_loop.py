@@ -385,6 +385,42 @@ def test_what_the_used_check_counts_as_using_a_number() -> None:
     assert "used" not in {c.kind for c in r.checks} and r.answer == "35"
 
 
+def test_a_retry_is_judged_on_the_calls_its_answer_rests_on() -> None:
+    """After a self_verify rollback the discarded computation stays in the context; a retry that
+    computes from other numbers (14 * 14 for 14 boxes of 12) must not count its 12 as used."""
+    q = "14 boxes hold 12 pens each. How many pens?"
+    sb = ScriptedBackend(
+        [
+            Turn("Given: 14, 12. Multiply.", [py("print(14 * 12)")]),
+            Turn("Check: divide back.", [py("print(168 / 14 == 14)")]),
+            Turn("", answer="The answer is 168."),
+            Turn("Given: 14, 12. Multiply.", [py("print(14 * 14)")]),
+            Turn("Check: divide back.", [py("print(196 / 14 == 14)")]),
+            Turn("", answer="The answer is 196."),
+        ]
+    )
+    r = think(q, backend=sb, max_rollbacks=1)
+    used = [c for c in r.checks if c.kind == "used"]
+    assert [c.status for c in used] == ["passed", "failed"], [c.evidence for c in used]
+    assert used[1].evidence == "12 from the question is in no successful call"
+    assert r.withheld == "The answer is 196." and r.answer.startswith("No checked answer")
+
+
+def test_a_retry_builds_on_the_kept_calls_it_reads() -> None:
+    from k2nb.agent.checks import CallRecord, computation
+
+    def rec(code: str, out: str) -> CallRecord:
+        return CallRecord("functions.python:0", "python", code, out, True, "n0")
+
+    stat = rec("xs = [14, 29, 8]\nprint(max(xs))", "29")
+    other = rec("print(14 * 12)", "168")
+    # a name the retry reads, or a result it copies, keeps the earlier call; others drop out
+    reads, copies = rec("print(max(xs) - 5)", "24"), rec("print(29 - 5)", "24")
+    assert computation([stat, other, reads], 2) == [stat, reads]
+    assert computation([other, stat, copies], 2) == [stat, copies]
+    assert computation([other, stat], 0) == [other, stat]  # a first attempt rests on every call
+
+
 def test_user_checks_and_the_rollback_limit() -> None:
     seen: list[str | None] = []
 

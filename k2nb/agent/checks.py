@@ -3,7 +3,8 @@
 - `args`: every tool call of the attempt had valid arguments (informative: the model already saw
   the error observation and usually recovered, so by default it does not trigger a rollback).
 - `grounded`: every number the final answer states came from a tool result or from the user.
-- `used`: every number the question brings is used by some successful call, unless the code reads
+- `used`: every number the question brings is used by some successful call the answer rests on
+  (after a rollback: the retry's calls and the kept calls they build on), unless the code reads
   the user's variables (a plan that copied 37.94 as 37 computes a neat, self-consistent, wrong
   answer: its check recomputes the same mistake).
 - `sourced` (`k2nb.agent.sourced`): the converse of `used`, every number literal of the code comes
@@ -169,6 +170,44 @@ def numbers_used(
         verb = "is" if len(missing) == 1 else "are"
         return "failed", f"{which} from the question {verb} in no successful call", data
     return "passed", f"all {len(said)} numbers of the question are used", data
+
+
+def computation(records: Sequence[CallRecord], attempt_from: int) -> list[CallRecord]:
+    """The calls an attempt's answer rests on: its own calls, and the kept calls of rolled-back
+    attempts that they build on (a kept call binds a name they read, or they copy a number of its
+    result), transitively. A first attempt rests on all its calls. After a rollback the earlier
+    calls stay in the context, so without this a retry computing `14 * 14` would count the 12 of
+    the discarded `14 * 12` as used."""
+    if attempt_from <= 0:
+        return list(records)
+    kept, chosen = list(records[:attempt_from]), list(records[attempt_from:])
+    reads, copied = set(), set()
+    grew = True
+    while grew:
+        for rec in chosen:
+            loaded, _ = _names(rec.code)
+            reads |= loaded
+            copied |= {n.value for n in numbers_in(rec.code if rec.code is not None else rec.arguments)}
+        grew = False
+        for rec in list(kept):
+            _, bound = _names(rec.code)
+            results = {n.value for n in numbers_in(rec.observation)} if rec.ok else set()
+            if bound & reads or results & copied:
+                kept.remove(rec)
+                chosen.append(rec)
+                grew = True
+    return [r for r in records if any(r is c for c in chosen)]
+
+
+def _names(code: str | None) -> tuple[set[str], set[str]]:
+    """(names read, names bound) of a cell; empty for code that does not parse."""
+    try:
+        tree = ast.parse(code or "")
+    except SyntaxError:
+        return set(), set()
+    read = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+    bound = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Load)}
+    return read, bound
 
 
 def _names_from_outside(codes: Sequence[str]) -> list[str]:

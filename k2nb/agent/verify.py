@@ -11,7 +11,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from k2nb.agent.checks import CallRecord, Source, args_check, as_verdict, grounded, numbers_used, self_verify
+from k2nb.agent.checks import (
+    CallRecord,
+    Source,
+    args_check,
+    as_verdict,
+    computation,
+    grounded,
+    numbers_used,
+    self_verify,
+)
 from k2nb.agent.options import ThinkOptions
 from k2nb.agent.sourced import numbers_sourced
 from k2nb.agent.trajectory import Check, Node, Trajectory
@@ -72,7 +81,9 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
             t.add_check("answer grounded in tool results", status, evidence, node, "grounded", **data)
         )
     if "used" in enabled and ev.has_tools:
-        status, evidence, data = numbers_used(t.question, records, ev.said_before)
+        # a retry is judged on the calls its answer rests on, not on every call the context kept
+        rests_on = computation(records, ev.attempt_from)
+        status, evidence, data = numbers_used(t.question, rests_on, ev.said_before)
         checks.append(t.add_check("question numbers used", status, evidence, node, "used", **data))
     if "sourced" in enabled and ev.has_tools:
         # only this attempt's calls are judged: a rolled-back attempt's call stays in the context
