@@ -133,6 +133,7 @@ ROLLBACK_REASONS = [
 # The loop's built-in checks that roll back, as it names them (``k2nb.agent.checks``; a test runs the
 # agent's own checks on these traces and compares the words).
 USED_CHECK = "question numbers used"
+SOURCED_CHECK = "numbers sourced"
 SELF_VERIFY_CHECK = "model's own verification"
 # How the retry after a `used` rollback opens, before its Given line.
 RETRY_SAYS = "The question says {number}."
@@ -194,7 +195,27 @@ def _used_attempt(conv: Conversation, recipe: Recipe, question: str,
     first = run_turn(conv, recipe, bad, "plain", rng)
     if float(recipe.slots[literal]) in _numbers_of_calls(conv.messages[start:]):
         raise CurriculumError("the question's number is still used by a call")
-    return literal, first, f"{USED_CHECK}: {recipe.slots[literal]} from the question is in no successful call"
+    reason = f"{USED_CHECK}: {recipe.slots[literal]} from the question is in no successful call"
+    unsourced = _sourced_failure(conv.messages[:start], conv.messages[start:])
+    if unsourced is not None:  # the mis-copied number has no source either: the loop names both
+        reason += f"; {SOURCED_CHECK}: {unsourced}"
+    return literal, first, reason
+
+
+def _sourced_failure(before: list[dict[str, Any]], attempt: list[dict[str, Any]]) -> str | None:
+    """What the loop's `sourced` check says of an attempt's calls when it fails (None when it
+    passes). The check itself is run, so the training message is word for word the loop's."""
+    from k2nb.agent.checks import CallRecord
+    from k2nb.agent.sourced import numbers_sourced
+
+    said = [str(m["content"]) for m in before if m["role"] in ("system", "user")]
+    code = {tc["id"]: json.loads(tc["function"]["arguments"])["code"]
+            for m in attempt for tc in m.get("tool_calls") or []}
+    records = [CallRecord(m["tool_call_id"], "python", code[m["tool_call_id"]], m["content"],
+                          not m["content"].startswith("Traceback"), m["tool_call_id"])
+               for m in attempt if m["role"] == "tool"]
+    status, evidence, _, _ = numbers_sourced(said, records)
+    return evidence if status == "failed" else None
 
 
 def _numbers_of_calls(messages: list[dict[str, Any]]) -> set[float]:
