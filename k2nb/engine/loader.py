@@ -262,7 +262,7 @@ def weight_bytes(cfg: ModelConfig, dtype: torch.dtype | str | None = None) -> in
 
 def load_model(path: str | os.PathLike, device: torch.device | str | None = None,
                dtype: torch.dtype | str | None = None, progress: bool | None = None,
-               load_tokenizer: bool = True) -> K2Model:
+               load_tokenizer: bool = True, exact: bool = False) -> K2Model:
     """Load a K2-family checkpoint folder (HF layout) onto ``device`` in ``dtype``.
 
     ``device`` defaults to CUDA when present, else CPU; ``dtype`` to bfloat16 on CUDA, float32 on CPU.
@@ -274,6 +274,11 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     folder's tokenizer, when it has one, is checked against ``vocab_size`` and attached as
     ``model.tokenizer``. ``progress=None`` shows a progress bar only for checkpoints over
     1 GB (a small model loads in well under a second; a bar would only clutter a notebook cell).
+
+    Packed weights are prepared for their device's kernels (on the CPU, INT4 goes into torch's int4
+    matmul, which reads bfloat16 activations, in either compute dtype). ``exact=True`` keeps them in
+    their published layout and computes each product by dequantizing in the compute dtype: in float32,
+    the logits of the decompressed weights, for checking a format against its reference.
     """
     folder = Path(path).expanduser()
     if not folder.is_dir():
@@ -291,7 +296,7 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
     plan = _quant_plan(folder, files, expected, cfg)
     expected = _packed_expected(expected, plan, cfg.quantization_config)
     _check_names(folder, files, expected, cfg)
-    state = _read_state(folder, files, expected, plan, cfg.quantization_config, dev, dt, progress)
+    state = _read_state(folder, files, expected, plan, cfg.quantization_config, dev, dt, progress, exact)
     try:
         _install_packed(model, state)
         model.load_state_dict(state, strict=True, assign=True)
@@ -306,9 +311,9 @@ def load_model(path: str | os.PathLike, device: torch.device | str | None = None
 
 def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[int, ...]], plan: QuantPlan,
                 qc: QuantizationConfig | None, dev: torch.device, dt: torch.dtype,
-                progress: bool) -> dict[str, torch.Tensor | PackedWeight]:
+                progress: bool, exact: bool = False) -> dict[str, torch.Tensor | PackedWeight]:
     """The model's state: every expected tensor read, checked, converted (packed linears: gathered
-    into their record), experts stacked."""
+    into their record), experts stacked, packed weights prepared for their kernels (unless exact)."""
     from tqdm.auto import tqdm
 
     handles: dict[Path, object] = {}
@@ -348,7 +353,7 @@ def _read_state(folder: Path, files: dict[str, Path], expected: dict[str, tuple[
                             else names.stack_experts(grid))
             parts.clear()
         for name, value in state.items():  # packed weights in their device kernels' layout
-            if isinstance(value, PackedWeight):
+            if isinstance(value, PackedWeight) and not exact:
                 state[name] = prepare(value)
     except BaseException:
         state.clear()

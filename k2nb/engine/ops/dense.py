@@ -153,6 +153,7 @@ def moe_by_expert(x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.T
         if c:
             parts.append(run(e, xs[start:start + c]))
             start += c
-    y = torch.empty_like(xs)
-    y[order] = torch.cat(parts)
+    ys = torch.cat(parts)  # in the experts' output dtype, which may differ from x's
+    y = torch.empty_like(ys)
+    y[order] = ys
     return (y.view(N, k, -1) * topk_weights[..., None].to(y.dtype)).sum(dim=1)

@@ -4,12 +4,12 @@ That kernel reads int4 weights in its own tiled layout and bfloat16 activations,
 ``(nibble − 8) · scale + zero`` group by group inside the matmul — compressed-tensors' symmetric
 values with zero = 0. Measured on this project's CPU (one thread, decode, a 512×1024 expert matrix):
 34 µs, against 150 µs for the float32 matrix, 127 µs for bfloat16 and 470–820 µs to dequantize the
-expert and multiply. So a model loaded with ``dtype=bfloat16`` on the CPU has its INT4 weights
-*prepared* once at load (`prepare`): repacked into that layout (the same ½ byte per weight) with
-their scales as the kernel's ``[in/g, out, 2]`` scale-and-zero pairs (2 bytes more per group than
-the published scales). Everything else — float32 compute, scales that are not bfloat16, shapes the
-kernel refuses (out not a multiple of 16, group not 32/64/128/256) — stays on the published layout
-and the reference path of ops/int4.py.
+expert and multiply. So a model loaded on the CPU (in bfloat16 or float32 compute) has its INT4
+weights *prepared* once at load (`prepare`): repacked into that layout (the same ½ byte per weight)
+with their scales as the kernel's ``[in/g, out, 2]`` scale-and-zero pairs (2 bytes more per group
+than the published scales). Everything else — ``load_model(..., exact=True)``, scales that are not
+bfloat16, shapes the kernel refuses (out not a multiple of 16, group not 32/64/128/256) — stays on
+the published layout and the reference path of ops/int4.py.
 
 The tiled layout is torch's private one; it is never written to disk. Going back (saving a
 prepared model, ``dequantize``) uses the permutation torch's own converter applies, read off it by
@@ -28,6 +28,10 @@ from .int4 import PACK, Int4Weight, pack
 from .registry import PackedWeight, packed_parameter, register
 
 GROUPS = (32, 64, 128, 256)  # what the CPU kernel takes
+# Compute dtypes that use the kernel. In float32 the experts' input is rounded to bfloat16 (relative
+# error ≤ 2⁻⁹, far below INT4's own) and the rest of the model keeps float32, which CPUs without
+# native bfloat16 (AVX2) multiply several times faster than bfloat16.
+COMPUTE = (torch.bfloat16, torch.float32)
 _mm = torch.ops.aten._weight_int4pack_mm_for_cpu
 _convert = torch.ops.aten._convert_weight_to_int4pack_for_cpu
 
@@ -49,7 +53,7 @@ class Int4CpuWeight(PackedWeight):
 
     @staticmethod
     def supports(w: Int4Weight) -> bool:
-        return (w.device.type == "cpu" and w.dtype == torch.bfloat16 and w.scale.dtype == torch.bfloat16
+        return (w.device.type == "cpu" and w.dtype in COMPUTE and w.scale.dtype == torch.bfloat16
                 and w.group_size in GROUPS and w.shape[-2] % 16 == 0)
 
     @classmethod
@@ -136,14 +140,15 @@ def dense_weight(weight: Int4CpuWeight) -> torch.Tensor:
 @register("moe_experts", "int4_cpu")
 def moe_experts(x: torch.Tensor, topk_weights: torch.Tensor, topk_ids: torch.Tensor,
                 w13: Int4CpuWeight, w2: Int4CpuWeight) -> torch.Tensor:
-    """x ``[N, D]`` (bfloat16), topk_* ``[N, k]``, w13 ``[E, 2I, D]``, w2 ``[E, D, I]`` → ``[N, D]``."""
+    """x ``[N, D]`` (bfloat16 or float32), topk_* ``[N, k]``, w13 ``[E, 2I, D]``, w2 ``[E, D, I]`` →
+    ``[N, D]`` in x's dtype. Each expert runs in bfloat16 (what the kernel reads); its output returns
+    to x's dtype before the weighted sum."""
     g13, g2 = w13.group_size, w2.group_size
     e13, e2 = w13.experts(), w2.experts()
 
     def mlp(e: int, xs: torch.Tensor) -> torch.Tensor:
         g, u = _matmul(xs, *e13[e], g13).chunk(2, dim=-1)
-        return _matmul(F.silu(g) * u, *e2[e], g2)
+        return _matmul(F.silu(g) * u, *e2[e], g2).to(x.dtype)
 
     xb = x if x.dtype == torch.bfloat16 else x.to(torch.bfloat16)
-    y = moe_by_expert(xb, topk_weights, topk_ids, w13.shape[0], mlp=mlp)
-    return y if y.dtype == x.dtype else y.to(x.dtype)
+    return moe_by_expert(xb, topk_weights, topk_ids, w13.shape[0], mlp=mlp)
