@@ -49,9 +49,9 @@ def moe_experts(
 
 
 def prepare(weight: PackedWeight) -> PackedWeight:
-    """A packed weight in the layout its device's kernels read best — e.g. INT4 on the CPU in
-    bfloat16 becomes torch's tiled int4 layout (`int4_cpu`) — or the weight itself. Called once per
-    weight at load."""
+    """A packed weight in the layout its device's kernels read best — e.g. INT4 on the CPU becomes
+    torch's tiled int4 layout (`int4_cpu`) — or the weight itself. Called once per weight at load
+    (not with ``load_model(..., exact=True)``)."""
     key = ("prepare", weight_format(weight))
     fn = KERNELS.get((*key, weight.device.type)) or KERNELS.get((*key, None))
     return fn(weight) if fn is not None else weight
