@@ -180,23 +180,19 @@ def computation(records: Sequence[CallRecord], attempt_from: int) -> list[CallRe
     the discarded `14 * 12` as used."""
     if attempt_from <= 0:
         return list(records)
-    kept, chosen = list(records[:attempt_from]), list(records[attempt_from:])
-    reads, copied = set(), set()
-    grew = True
-    while grew:
-        for rec in chosen:
-            loaded, _ = _names(rec.code)
-            reads |= loaded
-            copied |= {n.value for n in numbers_in(rec.code if rec.code is not None else rec.arguments)}
-        grew = False
-        for rec in list(kept):
-            _, bound = _names(rec.code)
-            results = {n.value for n in numbers_in(rec.observation)} if rec.ok else set()
-            if bound & reads or results & copied:
-                kept.remove(rec)
-                chosen.append(rec)
-                grew = True
-    return [r for r in records if any(r is c for c in chosen)]
+    # per call: (names read, names bound), the numbers its code states, the numbers of its result
+    facts = [(_names(r.code), {n.value for n in numbers_in(r.code if r.code is not None else r.arguments)},
+              {n.value for n in numbers_in(r.observation)} if r.ok else set()) for r in records]
+    rests_on = set(range(attempt_from, len(records)))
+    todo = list(rests_on)
+    while todo:
+        (reads, _), copied, _ = facts[todo.pop()]
+        for k in range(attempt_from):
+            (_, bound), _, results = facts[k]
+            if k not in rests_on and (bound & reads or results & copied):
+                rests_on.add(k)
+                todo.append(k)
+    return [r for i, r in enumerate(records) if i in rests_on]
 
 
 def _names(code: str | None) -> tuple[set[str], set[str]]:
