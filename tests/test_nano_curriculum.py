@@ -396,13 +396,9 @@ def test_rollback_traces_answer_the_question_again_after_the_loops_message():
 
 def _call_records(messages: list[dict]) -> list:
     """The python calls of ``messages`` as the agent's checks see them."""
-    from k2nb.agent.checks import CallRecord
+    from k2nb.nano.curriculum.variants import call_records
 
-    code = {tc["id"]: json.loads(tc["function"]["arguments"])["code"]
-            for m in messages for tc in m.get("tool_calls") or []}
-    return [CallRecord(m["tool_call_id"], "python", code[m["tool_call_id"]], m["content"],
-                       not m["content"].startswith("Traceback"), m["tool_call_id"])
-            for m in messages if m["role"] == "tool"]
+    return call_records(messages)
 
 
 def test_rollbacks_after_built_in_checks_say_what_the_loops_checks_say():

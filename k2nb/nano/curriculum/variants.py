@@ -205,17 +205,22 @@ def _used_attempt(conv: Conversation, recipe: Recipe, question: str,
 def _sourced_failure(before: list[dict[str, Any]], attempt: list[dict[str, Any]]) -> str | None:
     """What the loop's `sourced` check says of an attempt's calls when it fails (None when it
     passes). The check itself is run, so the training message is word for word the loop's."""
-    from k2nb.agent.checks import CallRecord
     from k2nb.agent.sourced import numbers_sourced
 
     said = [str(m["content"]) for m in before if m["role"] in ("system", "user")]
-    code = {tc["id"]: json.loads(tc["function"]["arguments"])["code"]
-            for m in attempt for tc in m.get("tool_calls") or []}
-    records = [CallRecord(m["tool_call_id"], "python", code[m["tool_call_id"]], m["content"],
-                          not m["content"].startswith("Traceback"), m["tool_call_id"])
-               for m in attempt if m["role"] == "tool"]
-    status, evidence, _, _ = numbers_sourced(said, records)
+    status, evidence, _, _ = numbers_sourced(said, call_records(attempt))
     return evidence if status == "failed" else None
+
+
+def call_records(messages: list[dict[str, Any]]) -> list:
+    """The python calls of ``messages`` as the agent's checks see them (``CallRecord``s)."""
+    from k2nb.agent.checks import CallRecord
+
+    code = {tc["id"]: json.loads(tc["function"]["arguments"])["code"]
+            for m in messages for tc in m.get("tool_calls") or []}
+    return [CallRecord(m["tool_call_id"], "python", code[m["tool_call_id"]], m["content"],
+                       not m["content"].startswith("Traceback"), m["tool_call_id"])
+            for m in messages if m["role"] == "tool"]
 
 
 def _numbers_of_calls(messages: list[dict[str, Any]]) -> set[float]:
