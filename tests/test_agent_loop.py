@@ -421,6 +421,52 @@ def test_a_retry_builds_on_the_kept_calls_it_reads() -> None:
     assert computation([other, stat], 0) == [other, stat]  # a first attempt rests on every call
 
 
+def test_a_plan_that_quotes_words_the_question_lacks_misread_it() -> None:
+    """"Divide 945 by 7" planned as `Key word "product": multiply`: code and check agree on 6615,
+    every number is used and sourced; only the quote shows the misreading. The loop rolls back,
+    names the word, and the retry that quotes the question passes."""
+    q = "Divide 945 by 7 for me."
+    sb = ScriptedBackend(
+        [
+            Turn('Given: 945, 7. Key word "product": multiply. 945 * 7.', [py("print(945 * 7)")]),
+            Turn("Check: divide back.", [py("print(6615 / 7 == 945)")]),
+            Turn("The check passed.", answer="The answer is 6615."),
+            Turn('Given: 945, 7. Key word "divide": divide. 945 / 7.', [py("print(945 / 7)")]),
+            Turn("Check: multiply back.", [py("print(135.0 * 7 == 945)")]),
+            Turn("The check passed.", answer="The answer is 135."),
+        ]
+    )
+    r = think(q, backend=sb)
+    quoted = [c for c in r.checks if c.kind == "quoted"]
+    assert [c.status for c in quoted] == ["failed", "passed"]
+    assert quoted[0].evidence == '"product" is not in the question'
+    assert 'quotes in the question: "product" is not in the question' in sb.prompts[3]
+    assert r.answer == "The answer is 135." and r.verdict.headline == "6 of 6 checks passed"
+
+
+def test_what_the_quoted_check_reads_as_a_quote_of_the_question() -> None:
+    from k2nb.agent.checks import quotes_in_question as quotes
+
+    q = ["It's 25% off. How many pens are LEFT from 1,250 each?"]
+    # case, apostrophes, digit groups and a quote's own end punctuation do not matter
+    assert quotes('Key words "it\u2019s" and "left": subtract.', q)[0] == "passed"
+    assert quotes('The question asks "how many pens are left from 1250 each?"', q)[0] == "passed"
+    assert quotes("the word 'each' means multiply", q)[0] == "passed"
+    status, evidence, data = quotes('Key words "each", "remain" and "total": add.', q)
+    assert (status, data["missing"]) == ("failed", ["remain", "total"])
+    assert evidence == '"remain" and "total" are not in the question'
+    assert quotes('Key word "percent of": times.', ["What percentage of 80 is 18?"])[0] == "failed"
+    # quotes that make no claim about the question's words are not judged
+    assert quotes("The column is 'revenue'. print(\"done\")", q) is None
+    assert quotes("Given: 945, 7. Multiply.", q) is None
+    # with nothing quoted there is no check; it is one of the defaults and can be switched off
+    sb = ScriptedBackend([Turn('Key word "product".', [py("print(7 * 6)")]), Turn("", answer="42")])
+    assert "quoted" not in {c.kind for c in think("7 times 6?", backend=ScriptedBackend(
+        [Turn("Multiply.", [py("print(7 * 6)")]), Turn("", answer="42")])).checks}
+    r = think("7 times 6?", backend=sb, builtin_checks=("args", "grounded", "used", "sourced"))
+    assert "quoted" not in {c.kind for c in r.checks} and r.answer == "42"
+
+
 def test_user_checks_and_the_rollback_limit() -> None:
     seen: list[str | None] = []
 

@@ -9,6 +9,8 @@
   answer: its check recomputes the same mistake).
 - `sourced` (`k2nb.agent.sourced`): the converse of `used`, every number literal of the code comes
   from the question, an earlier tool result or a named constant (`348 + 2 * 27` for "348 times 27").
+- `quoted`: every phrase the reasoning quotes as the question's words ("Key word "each"") is in the
+  question (a plan that quotes a word the question does not have misread it).
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
   its reasoning announced as a check) ran without error, did not print False, and, when it
   recomputes, reproduces the result of an earlier call.
@@ -269,6 +271,44 @@ def _same_result(a: str, b: str) -> bool:
     if na and nb:
         return _matches(na[-1], nb[-1].value) or _matches(nb[-1], na[-1].value)
     return not na and not nb and a == b
+
+
+# Where reasoning says it quotes the question: `Key words "each" and "left"`, `the question asks
+# "how much is left"`, `the word 'each'`. Quotes elsewhere (code strings, column names, a thought
+# in quotes) make no claim about the question's wording and are not judged.
+_QUOTE = r'"[^"\n]{1,80}"|\u201c[^\u201d\n]{1,80}\u201d|\'[^\'\n]{1,80}\''
+_QUOTING = re.compile(
+    r"\b(?:key\s+words?|the\s+(?:question|user|problem)\s+(?:says|said|asks|asked|writes|wrote|mentions)"
+    r"|the\s+(?:words?|phrase))\s*:?\s*((?:(?:" + _QUOTE + r")(?:\s*(?:,|\band\b|\bor\b)\s*)?)+)",
+    re.IGNORECASE,
+)
+_QUOTED = re.compile(_QUOTE)
+_DIGIT_GROUP = re.compile(r"(?<=\d),(?=\d{3}\b)")
+
+
+def _plain(text: str) -> str:
+    """Text compared by its words: lower case, straight apostrophes, one space, no digit groups."""
+    text = text.replace("\u2019", "'").replace("\u2018", "'").lower()
+    return " ".join(_DIGIT_GROUP.sub("", text).split())
+
+
+def quotes_in_question(reasoning: str, said: Sequence[str]) -> tuple[str, str, dict[str, Any]] | None:
+    """(status, evidence, data) of the `quoted` check: every phrase the reasoning quotes as the
+    question's own words (`Key word "each"`) occurs in what the user said. A model that plans
+    "Key word "product": multiply" for "Divide 945 by 7" misread the question, whatever its code
+    then computes consistently. None when the reasoning quotes nothing: there is nothing to judge."""
+    quoted = [q[1:-1].strip(" .,;:!?") for m in _QUOTING.finditer(reasoning) for q in _QUOTED.findall(m.group(1))]
+    quoted = [q for q in dict.fromkeys(quoted) if q]
+    if not quoted:
+        return None
+    text = _plain("\n".join(said))
+    missing = [q for q in quoted if _plain(q) not in text]
+    data = {"quoted": quoted, "missing": missing}
+    if missing:
+        listed = " and ".join(f'"{q}"' for q in missing)
+        verb = "is" if len(missing) == 1 else "are"
+        return "failed", f"{listed} {verb} not in the question", data
+    return "passed", "the question has every word the reasoning quotes: " + ", ".join(f'"{q}"' for q in quoted), data
 
 
 def args_check(records: Sequence[CallRecord]) -> tuple[str, str]:

@@ -19,6 +19,7 @@ from k2nb.agent.checks import (
     computation,
     grounded,
     numbers_used,
+    quotes_in_question,
     self_verify,
 )
 from k2nb.agent.options import ThinkOptions
@@ -91,6 +92,12 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
         texts = user_texts(ev.messages)
         status, evidence, data, at = numbers_sourced(texts, records, ev.earlier_results, ev.attempt_from)
         checks.append(t.add_check("numbers sourced", status, evidence, at or node, "sourced", **data))
+    if "quoted" in enabled:
+        reasoning = "\n".join(n.text for n in t.children(attempt, "thinking"))
+        found = quotes_in_question(reasoning, user_texts(ev.messages))
+        if found is not None:
+            status, evidence, data = found
+            checks.append(t.add_check("quotes in the question", status, evidence, node, "quoted", **data))
     if "self_verify" in enabled and ev.has_tools:
         status, evidence, at = self_verify(records)
         checks.append(t.add_check("model's own verification", status, evidence, at or node, "self_verify"))
