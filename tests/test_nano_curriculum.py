@@ -133,6 +133,10 @@ def test_every_turn_opens_with_its_given_line(train_set):
                 number = LITERAL_RE.findall(said.group())[0]
                 assert f" {number} from the question" in m["content"], (m, first)
                 first = first[said.end():]
+            unsaid = re.match(re.escape(C.RETRY_UNQUOTES).replace(r"\{word\}", '[^"]+') + " ", first)
+            if unsaid:  # after a `quoted` rollback: the word the message names, then the Given line
+                assert unsaid.group().split('"')[1] in m["content"], (m, first)
+                first = first[unsaid.end():]
             bare = C.given_line(question)
             if not bare:
                 assert not first.startswith("Given:"), (m, first)
@@ -451,6 +455,35 @@ def test_rollbacks_after_built_in_checks_say_what_the_loops_checks_say():
     assert min(kinds.values()) >= 5 and len(kinds) == 4, kinds
 
 
+def test_a_quoted_rollback_names_the_word_as_the_loops_check_does():
+    """Plans that quote key words also get rollbacks after the `quoted` check: the first attempt
+    quotes a word the question lacks, the message is the agent's own check's words, and the retry
+    drops the word and quotes the question's own."""
+    from k2nb.agent.checks import quotes_in_question
+
+    seen = 0
+    for i in range(40):
+        for family in ("words", "tables", "chains"):
+            p = C.make_problem(i, "train", family, "rollback")
+            users = [j for j, m in enumerate(p.messages) if m["role"] == "user"]
+            reason = p.messages[users[1]]["content"].removeprefix("A check of your answer failed. ")
+            if not reason.startswith(C.QUOTED_CHECK):
+                continue
+            seen += 1
+            said = [p.messages[users[0]]["content"]]
+
+            def reasoning(messages: list[dict]) -> str:
+                return "\n".join(m.get("reasoning_content") or "" for m in messages)
+
+            status, evidence, data = quotes_in_question(reasoning(p.messages[users[0] + 1:users[1]]), said)
+            assert status == "failed" and reason == f"{C.QUOTED_CHECK}: {evidence}. Fix it and answer again."
+            retry = reasoning(p.messages[users[1] + 1:])
+            assert retry.startswith(f'The question does not say "{data["missing"][0]}".')
+            assert quotes_in_question(retry.split(". ", 1)[1], said)[0] == "passed"
+            assert C.answer_matches(p.answer, p.messages[-1]["content"])
+    assert seen >= 10, seen
+
+
 def _fingerprint(problems: list[C.Problem]) -> str:
     rows = [(p.family, p.kind, p.variant, p.split, p.question, p.setup, p.answer, p.messages, p.no_loss,
              p.tools) for p in problems]
@@ -463,11 +496,11 @@ def test_generated_data_is_pinned():
     changes one character of a template, changes them. (Change them only together with a deliberate
     change of the curriculum.) The training hashes changed deliberately when the words, tables and abstain
     families joined the mix, when they began to draw nouns from the open word list (``lexicon``), and
-    when a `used` rollback's message began to carry the `sourced` check's words as the loop does;
-    the held-out ones did not: the evaluation's problems are the
+    when a `used` rollback's message began to carry the `sourced` check's words as the loop does,
+    and when plans that quote key words got rollbacks after the `quoted` check; the held-out ones did not: the evaluation's problems are the
     same as before them."""
     train = C.generate(60, seed=0)
-    assert _fingerprint(train) == "c450562f4a780d0dfa9cdd735e24d892197eea9e"
+    assert _fingerprint(train) == "a77ff2bdefde3294a9c75ab9e4405141ec375941"
     assert _fingerprint(C.eval_problems(18, seed=1234)) == "b2ead72f0cf109085c1af6c8f8b7cd642b3dcb87"
     trained_words = C.eval_problems(18, seed=1241, split="train")
     assert _fingerprint(trained_words) == "45c4ba29d70b8971e20c9e679fd48bac343a26ce"

@@ -31,12 +31,19 @@ from k2nb.nano.curriculum.python_tool import AGENT_PYTHON_TOOL, PYTHON_TOOL, TOO
 from k2nb.nano.curriculum.render import SYSTEM_PROMPTS, given_line
 from k2nb.nano.curriculum.slots import ITEMS, NAMES, WORDS
 from k2nb.nano.curriculum.spec import CurriculumError, Problem, Recipe, Step
-from k2nb.nano.curriculum.variants import RETRY_SAYS, ROLLBACK_MESSAGE, SELF_VERIFY_CHECK, USED_CHECK
+from k2nb.nano.curriculum.variants import (
+    QUOTED_CHECK,
+    RETRY_SAYS,
+    RETRY_UNQUOTES,
+    ROLLBACK_MESSAGE,
+    SELF_VERIFY_CHECK,
+    USED_CHECK,
+)
 
 __all__ = [
     "ABSTAIN", "ABS_TOL", "AGENT_PYTHON_TOOL", "ALL_FAMILIES", "FAMILIES", "HELDOUT_COMBOS", "ITEMS", "NAMES",
-    "PYTHON_TOOL", "REL_TOL", "TRAIN_MIX",
-    "RETRY_SAYS", "ROLLBACK_MESSAGE", "SELF_VERIFY_CHECK", "SYSTEM_PROMPTS", "TOOLS", "TOOL_SETS",
+    "PYTHON_TOOL", "QUOTED_CHECK", "REL_TOL", "TRAIN_MIX",
+    "RETRY_SAYS", "RETRY_UNQUOTES", "ROLLBACK_MESSAGE", "SELF_VERIFY_CHECK", "SYSTEM_PROMPTS", "TOOLS", "TOOL_SETS",
     "USED_CHECK", "WORDS", "CurriculumError", "Problem", "Recipe", "Step", "answer_matches", "eval_problems",
     "extract_answer", "generate", "given_line", "heldout_problems", "make_problem", "roles_of", "run_python",
 ]

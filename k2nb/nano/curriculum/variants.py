@@ -3,7 +3,7 @@
 - follow-up: a second user turn ("What if it were 45 instead of 37?") changes one number (or the
   word) of the question, and the recipe is run again with it;
 - rollback: a failed first attempt, the agent loop's rollback message, then the attempt again from
-  the question (three kinds, as the loop makes them; see ``rollback_turns``);
+  the question (four kinds, as the loop makes them; see ``rollback_turns``);
 - wrong column: the DataFrame column is guessed from the question's word (a real KeyError), then
   the columns are inspected.
 
@@ -135,13 +135,21 @@ ROLLBACK_REASONS = [
 USED_CHECK = "question numbers used"
 SOURCED_CHECK = "numbers sourced"
 SELF_VERIFY_CHECK = "model's own verification"
+QUOTED_CHECK = "quotes in the question"
 # How the retry after a `used` rollback opens, before its Given line.
 RETRY_SAYS = "The question says {number}."
+# ... and after a `quoted` rollback: the word the plan quoted is dropped before the question is read again.
+RETRY_UNQUOTES = 'The question does not say "{word}".'
+# Key words a misreading plan quotes (those of other operations); one the question lacks is drawn.
+MISQUOTES = ("product", "each", "left", "total", "times", "per", "split", "share", "top", "average",
+             "middle value", "sum", "difference", "percent of", "off", "remain", "double", "half",
+             "largest", "smallest", "more than", "fewer", "altogether", "divided by", "minus", "plus")
 
 
 def rollback_turns(conv: Conversation, recipe: Recipe, question: str, rng: random.Random) -> str:
     """A failed first attempt, the loop's rollback message, then the attempt again from the question,
-    restating its Given line. Three kinds, as the loop makes them:
+    restating its Given line. Three kinds, as the loop makes them, and a fourth where the plan quotes
+    key words (``Key word "each": multiply``):
 
     - a user's check (45 %): the first attempt is right or, half of the time, carries a mis-copied
       number in its plan and code that its check copies too; the loop drops the first answer message.
@@ -151,14 +159,22 @@ def rollback_turns(conv: Conversation, recipe: Recipe, question: str, rng: rando
     - the built-in ``self_verify`` check (20 %): the plan mis-copies a number, the check recomputes
       from the question and disagrees; the loop cuts at the check, so the context is the first call,
       its output and the message naming the check's result.
+    - the built-in ``quoted`` check (15 % of plans with key words; the others' shares then 40 / 30 /
+      15 %): the plan quotes a key word the question does not have; the retry opens with 'The question
+      does not say "product".' and reads the question again.
 
     After a `used` rollback the retry opens by copying the number the message names ("The question
     says 37.94."), right after the message, so the Given line that follows has it close by: without
     that line a model rewrote `cost 37` after the message. The first attempt is context (no loss),
     shown with its reasoning as the engine shows it. Returns the output of the second attempt."""
-    kind = rng.choices(["user", "used", "self_verify"], [45, 35, 20])[0]
+    if _quoted_key_words(recipe):
+        kind = rng.choices(["user", "used", "self_verify", "quoted"], [40, 30, 15, 15])[0]
+    else:
+        kind = rng.choices(["user", "used", "self_verify"], [45, 35, 20])[0]
     if kind == "used":
         literal, first, reason = _used_attempt(conv, recipe, question, rng)
+    elif kind == "quoted":
+        misquoted, reason = _quoted_attempt(conv, recipe, question, rng)
     elif kind == "self_verify":
         reason = _first_call_then_failed_check(conv, recipe, rng)
     else:
@@ -168,6 +184,8 @@ def rollback_turns(conv: Conversation, recipe: Recipe, question: str, rng: rando
     if kind == "used":
         # the retry first copies the number the message names, right after it, then the Given line
         conv.given = f"{RETRY_SAYS.format(number=recipe.slots[literal])} {conv.given}"
+    elif kind == "quoted":
+        conv.given = f"{RETRY_UNQUOTES.format(word=misquoted)} {conv.given}"
     out = run_turn(conv, recipe, recipe.slots, "plain", rng)
     if kind == "used" and agrees(out, first):
         raise CurriculumError("the mis-copied number did not change the result")
@@ -200,6 +218,31 @@ def _used_attempt(conv: Conversation, recipe: Recipe, question: str,
     if unsourced is not None:  # the mis-copied number has no source either: the loop names both
         reason += f"; {SOURCED_CHECK}: {unsourced}"
     return literal, first, reason
+
+
+def _quoted_key_words(recipe: Recipe) -> list[str]:
+    """The key words the recipe's plan quotes (``Key words "sum" and "half": ...``), if any."""
+    how = str(recipe.slots.get("how", ""))
+    return re.findall(r'"([^"]+)"', how) if how.startswith(("Key word", "Not needed")) and "Key word" in how else []
+
+
+def _quoted_attempt(conv: Conversation, recipe: Recipe, question: str, rng: random.Random) -> tuple[str, str]:
+    """A first attempt whose plan quotes a key word the question does not have (the computation is
+    the right one: the message, and the retry that reads the question again, are what is taught);
+    returns (the word, the rollback reason as the loop's `quoted` check words it)."""
+    from k2nb.agent.checks import quotes_in_question
+
+    how = str(recipe.slots["how"])
+    right = rng.choice(_quoted_key_words(recipe))
+    wrong = rng.choice([w for w in MISQUOTES if w not in question.lower()])
+    start = len(conv.messages)
+    run_turn(conv, recipe, dict(recipe.slots, how=how.replace(f'"{right}"', f'"{wrong}"', 1)), "plain", rng)
+    said = [str(m["content"]) for m in conv.messages[:start] if m["role"] in ("system", "user")]
+    reasoning = "\n".join(str(m.get("reasoning_content") or "") for m in conv.messages[start:])
+    found = quotes_in_question(reasoning, said)
+    if found is None or found[0] != "failed":
+        raise CurriculumError("the mis-quoted key word is in the question")
+    return wrong, f"{QUOTED_CHECK}: {found[1]}"
 
 
 def _sourced_failure(before: list[dict[str, Any]], attempt: list[dict[str, Any]]) -> str | None:
