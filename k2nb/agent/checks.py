@@ -11,6 +11,7 @@
   from the question, an earlier tool result or a named constant (`348 + 2 * 27` for "348 times 27").
 - `quoted`: every phrase the reasoning quotes as the question's words ("Key word "each"") is in the
   question (a plan that quotes a word the question does not have misread it).
+- `unit` (`k2nb.agent.units`): the answer states the unit the question asks for ("in miles").
 - `self_verify`: the model's own last verification step (an assert, a True/False check, or a call
   its reasoning announced as a check) ran without error, did not print False, and, when it
   recomputes, reproduces the result of an earlier call.

@@ -73,8 +73,8 @@ class ThinkOptions:
     # fixed no answer that greedy retries missed (docs/history/k2-nano-journal.md).
     retry_temperature: float | None = None
     checks: Sequence[UserCheck] = ()
-    builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "sourced", "quoted", "self_verify")
-    rollback_on: tuple[str, ...] = ("grounded", "used", "sourced", "quoted", "self_verify", "user")
+    builtin_checks: tuple[str, ...] = ("args", "grounded", "used", "sourced", "quoted", "unit", "self_verify")
+    rollback_on: tuple[str, ...] = ("grounded", "used", "sourced", "quoted", "unit", "self_verify", "user")
     # An answer whose checks (those of `rollback_on`) still fail once the rollbacks are spent:
     # "withhold" returns a sentence saying so instead (the model's answer stays in the trajectory
     # and in `ThinkResult.withheld`); "answer" returns it as it is.

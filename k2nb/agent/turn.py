@@ -110,7 +110,7 @@ class ThinkResult:
         }
 
 
-_VOTING_CHECKS = ("grounded", "used", "sourced", "quoted", "self_verify", "user")
+_VOTING_CHECKS = ("grounded", "used", "sourced", "quoted", "unit", "self_verify", "user")
 # The opening of a withheld answer (ThinkOptions.failed_checks = "withhold"), by which a reader tells
 # it from an answer (code reads ThinkResult.withheld).
 WITHHELD_LEAD = "No checked answer:"

@@ -25,6 +25,7 @@ from k2nb.agent.checks import (
 from k2nb.agent.options import ThinkOptions
 from k2nb.agent.sourced import numbers_sourced
 from k2nb.agent.trajectory import Check, Node, Trajectory
+from k2nb.agent.units import unit_asked
 
 Message = dict[str, Any]
 
@@ -98,6 +99,11 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
         if found is not None:
             status, evidence, data = found
             checks.append(t.add_check("quotes in the question", status, evidence, node, "quoted", **data))
+    if "unit" in enabled:
+        found = unit_asked(t.question, answer)
+        if found is not None:
+            status, evidence, data = found
+            checks.append(t.add_check("answer in the unit asked", status, evidence, node, "unit", **data))
     if "self_verify" in enabled and ev.has_tools:
         status, evidence, at = self_verify(records)
         checks.append(t.add_check("model's own verification", status, evidence, at or node, "self_verify"))
