@@ -14,7 +14,7 @@ from k2nb.backends.scripted import ScriptedBackend, Turn
     [
         # converted the wrong way: the answer names the question's own starting unit
         ("42 kilometres, please express that in miles.", "The answer is 67.59 km.", "failed"),
-        ("The recipe says to bake at 350 F. What is that in Celsius?", "The answer is 662.0 Fahrenheit.", "failed"),
+        ("Bake at 350 F. What is that in Celsius?", "The answer is 662.0 Fahrenheit.", "failed"),
         ("The race is 5,000 meters. What is that in kilometers?", "The answer is 5000000 meters.", "failed"),
         ("Convert 5 ft to cm", "The answer is 152.4 cm.", "passed"),
         ("Convert 20 °C to °F", "The answer is 68.0 °F.", "passed"),
@@ -50,7 +50,8 @@ def test_an_answer_in_the_wrong_unit_rolls_back() -> None:
         [
             Turn("Given: 42. Km = 42 * 1.609344.", [("python", {"code": "print(round(42 * 1.609344, 2))"})]),
             Turn("", answer="The answer is 67.59 km."),
-            Turn("Given: 42. Miles = 42 / 1.609344.", [("python", {"code": "print(round(42 / 1.609344, 2))"})]),
+            Turn("Given: 42. Miles = 42 / 1.609344.",
+                 [("python", {"code": "print(round(42 / 1.609344, 2))"})]),
             Turn("", answer="The answer is 26.1 miles."),
         ]
     )

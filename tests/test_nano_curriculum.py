@@ -497,8 +497,8 @@ def test_generated_data_is_pinned():
     change of the curriculum.) The training hashes changed deliberately when the words, tables and abstain
     families joined the mix, when they began to draw nouns from the open word list (``lexicon``), and
     when a `used` rollback's message began to carry the `sourced` check's words as the loop does,
-    and when plans that quote key words got rollbacks after the `quoted` check; the held-out ones did not: the evaluation's problems are the
-    same as before them."""
+    and when plans that quote key words got rollbacks after the `quoted` check; the held-out ones did
+    not: the evaluation's problems are the same as before them."""
     train = C.generate(60, seed=0)
     assert _fingerprint(train) == "a77ff2bdefde3294a9c75ab9e4405141ec375941"
     assert _fingerprint(C.eval_problems(18, seed=1234)) == "b2ead72f0cf109085c1af6c8f8b7cd642b3dcb87"

@@ -298,7 +298,8 @@ def quotes_in_question(reasoning: str, said: Sequence[str]) -> tuple[str, str, d
     question's own words (`Key word "each"`) occurs in what the user said. A model that plans
     "Key word "product": multiply" for "Divide 945 by 7" misread the question, whatever its code
     then computes consistently. None when the reasoning quotes nothing: there is nothing to judge."""
-    quoted = [q[1:-1].strip(" .,;:!?") for m in _QUOTING.finditer(reasoning) for q in _QUOTED.findall(m.group(1))]
+    quotes = (q for m in _QUOTING.finditer(reasoning) for q in _QUOTED.findall(m.group(1)))
+    quoted = [q[1:-1].strip(" .,;:!?") for q in quotes]
     quoted = [q for q in dict.fromkeys(quoted) if q]
     if not quoted:
         return None
@@ -309,7 +310,8 @@ def quotes_in_question(reasoning: str, said: Sequence[str]) -> tuple[str, str, d
         listed = " and ".join(f'"{q}"' for q in missing)
         verb = "is" if len(missing) == 1 else "are"
         return "failed", f"{listed} {verb} not in the question", data
-    return "passed", "the question has every word the reasoning quotes: " + ", ".join(f'"{q}"' for q in quoted), data
+    listed = ", ".join(f'"{q}"' for q in quoted)
+    return "passed", f"the question has every word the reasoning quotes: {listed}", data
 
 
 def args_check(records: Sequence[CallRecord]) -> tuple[str, str]:

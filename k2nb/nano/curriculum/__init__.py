@@ -43,7 +43,8 @@ from k2nb.nano.curriculum.variants import (
 __all__ = [
     "ABSTAIN", "ABS_TOL", "AGENT_PYTHON_TOOL", "ALL_FAMILIES", "FAMILIES", "HELDOUT_COMBOS", "ITEMS", "NAMES",
     "PYTHON_TOOL", "QUOTED_CHECK", "REL_TOL", "TRAIN_MIX",
-    "RETRY_SAYS", "RETRY_UNQUOTES", "ROLLBACK_MESSAGE", "SELF_VERIFY_CHECK", "SYSTEM_PROMPTS", "TOOLS", "TOOL_SETS",
+    "RETRY_SAYS", "RETRY_UNQUOTES", "ROLLBACK_MESSAGE", "SELF_VERIFY_CHECK", "SYSTEM_PROMPTS", "TOOLS",
+    "TOOL_SETS",
     "USED_CHECK", "WORDS", "CurriculumError", "Problem", "Recipe", "Step", "answer_matches", "eval_problems",
     "extract_answer", "generate", "given_line", "heldout_problems", "make_problem", "roles_of", "run_python",
 ]

@@ -223,7 +223,7 @@ def _used_attempt(conv: Conversation, recipe: Recipe, question: str,
 def _quoted_key_words(recipe: Recipe) -> list[str]:
     """The key words the recipe's plan quotes (``Key words "sum" and "half": ...``), if any."""
     how = str(recipe.slots.get("how", ""))
-    return re.findall(r'"([^"]+)"', how) if how.startswith(("Key word", "Not needed")) and "Key word" in how else []
+    return re.findall(r'"([^"]+)"', how) if "Key word" in how else []
 
 
 def _quoted_attempt(conv: Conversation, recipe: Recipe, question: str, rng: random.Random) -> tuple[str, str]:
