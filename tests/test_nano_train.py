@@ -166,6 +166,18 @@ def test_quick_eval_runs_the_tool_loop(tiny_run):
     model = load_model(out)
     result = quick_eval(model, model.tokenizer, C.heldout_problems(1), max_calls=1, max_new_tokens=12)
     assert result["problems"] == 1 and 0.0 <= result["accuracy"] <= 1.0
+    # a run that fills the model's context ends without an answer instead of raising (a model that
+    # loops on calls past 2,048 tokens once ended a whole training run at its final quick eval)
+    from dataclasses import replace
+
+    from k2nb.formats.k2 import encode_pieces, render_pieces
+
+    p = C.heldout_problems(1)[0]
+    prompt = encode_pieces(model.tokenizer, render_pieces(p.prompt_messages, p.tools,
+                                                          add_generation_prompt=True))
+    model.config = replace(model.config, max_position_embeddings=len(prompt) - 1)
+    full = quick_eval(model, model.tokenizer, C.heldout_problems(1), max_calls=3, max_new_tokens=12)
+    assert full["accuracy"] == 0.0
 
 
 def test_continued_training_starts_from_the_given_model(tiny_run, tmp_path):

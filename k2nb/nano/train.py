@@ -237,6 +237,9 @@ def heldout_loss(model: K2Model, held: PackedRows, s: TrainSettings) -> tuple[fl
 # A small tool loop, to put real held-out numbers in the model card.
 
 
+MIN_ROOM = 16  # tokens of context a step needs ("The answer is 9396 tickets." and its end marker)
+
+
 @torch.no_grad()
 def quick_eval(model: K2Model, tokenizer: Any, problems: list[curriculum.Problem], max_calls: int = 6,
                max_new_tokens: int = 160) -> dict[str, float]:
@@ -256,8 +259,11 @@ def quick_eval(model: K2Model, tokenizer: Any, problems: list[curriculum.Problem
         session = Session(model)  # the tool loop only appends: each step prefills just the new tokens
         for _ in range(max_calls + 1):
             prompt = encode_pieces(tokenizer, render_pieces(messages, p.tools, add_generation_prompt=True))
-            stream = session.generate_stream(prompt, max_new_tokens, temperature=0.0, stop_ids=stop,
-                                             capture_routing=False)
+            room = model.config.max_position_embeddings - len(prompt)
+            if room < MIN_ROOM:  # a run that loops on calls until the context is full has no answer
+                break
+            stream = session.generate_stream(prompt, min(max_new_tokens, room), temperature=0.0,
+                                             stop_ids=stop, capture_routing=False)
             for _step in stream:
                 pass
             text = tokenizer.decode(stream.result.ids)
