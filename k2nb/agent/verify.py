@@ -75,9 +75,10 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
     if out.answer_node is None:
         return checks
     answer, node = out.answer or "", out.answer_node
+    said = user_texts(ev.messages)
     if "grounded" in enabled and ev.has_tools:
         sources = [Source(r.observation, f"result of {r.call_id}", r.node) for r in records if r.ok]
-        sources += [Source(text, "user message") for text in user_texts(ev.messages)]
+        sources += [Source(text, "user message") for text in said]
         status, evidence, data = grounded(answer, sources)
         checks.append(
             t.add_check("answer grounded in tool results", status, evidence, node, "grounded", **data)
@@ -90,12 +91,11 @@ def verify(t: Trajectory, opts: ThinkOptions, attempt: Node, out: Outcome, ev: E
     if "sourced" in enabled and ev.has_tools:
         # only this attempt's calls are judged: a rolled-back attempt's call stays in the context
         # (the message names it), and its results stay sources
-        texts = user_texts(ev.messages)
-        status, evidence, data, at = numbers_sourced(texts, records, ev.earlier_results, ev.attempt_from)
+        status, evidence, data, at = numbers_sourced(said, records, ev.earlier_results, ev.attempt_from)
         checks.append(t.add_check("numbers sourced", status, evidence, at or node, "sourced", **data))
     if "quoted" in enabled:
         reasoning = "\n".join(n.text for n in t.children(attempt, "thinking"))
-        found = quotes_in_question(reasoning, user_texts(ev.messages))
+        found = quotes_in_question(reasoning, said)
         if found is not None:
             status, evidence, data = found
             checks.append(t.add_check("quotes in the question", status, evidence, node, "quoted", **data))
